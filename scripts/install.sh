@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up .venv with selector and its dependencies. Idempotent: a second run only checks.
+# torch goes in first, pinned to the CPU build, so sentence-transformers does not pull a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+stamp=.venv/.selector-installed
+want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && python -c "import selector, torch, fasttext, faiss" 2>/dev/null; then
+  exit 0
+fi
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "torch==2.13.0" || {
+  echo "torch==2.13.0 (CPU) could not be installed; trying the CPU wheel index" >&2
+  python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+}
+python -m pip install --quiet -e '.[dev]'
+echo "$want" > "$stamp"
+echo "installed selector $(python -c 'import selector; print(selector.__version__)') in .venv" >&2

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the checks: ruff, mypy on selector/, then the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+. .venv/bin/activate
+ruff check selector tests scripts
+ruff format --check selector tests scripts
+mypy selector
+pytest -q "$@"

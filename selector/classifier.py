@@ -1,0 +1,153 @@
+"""A trained classifier on disk (`classifiers/<name>/`) and the two scores it gives.
+
+Layout: `card.json` (what it was trained on, settings, validation figures, gates), the fastText model
+(`fasttext.ftz` in `ova` mode, `fasttext-<theme>.ftz` per theme in `binary` mode, `.bin` when
+quantizing would have cost quality), and `head.npz` (seed embeddings and the embedding head's weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embed import SeedIndex
+from .errors import ClassifierError
+from .head import head_features, predict_logistic
+
+CARD = "card.json"
+HEAD = "head.npz"
+NONE_LABEL = "__label__none"
+os.environ.setdefault("FASTTEXT_NO_WARN", "1")
+
+
+def load_fasttext(path: Path) -> Any:
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation banner
+    return fasttext.load_model(str(path))
+
+
+def fasttext_probs(
+    model: Any, texts: list[str], themes: list[str], mode: str, theme: str | None = None
+) -> dict[str, np.ndarray]:
+    """Per-theme probabilities in [0, 1] (fastText's can exceed 1 by ~1e-5; they are clipped)."""
+    n = len(texts)
+    if mode == "ova":
+        labels, probs = model.predict(texts, k=-1, threshold=0.0)
+        out = {t: np.zeros(n, dtype=np.float32) for t in themes}
+        index = {f"__label__{t}": out[t] for t in themes}
+        for i, (ls, ps) in enumerate(zip(labels, probs, strict=True)):
+            for lab, p in zip(ls, ps, strict=True):
+                arr = index.get(lab)
+                if arr is not None:
+                    arr[i] = p
+    else:
+        assert theme is not None
+        labels, probs = model.predict(texts, k=1)
+        p = np.array([float(ps[0]) for ps in probs], dtype=np.float32)
+        is_pos = np.array([ls[0] == "__label__pos" for ls in labels])
+        out = {theme: np.where(is_pos, p, 1.0 - p).astype(np.float32)}
+    return {t: np.clip(v, 0.0, 1.0) for t, v in out.items()}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Classifier:
+    path: Path
+    card: dict[str, Any]
+    models: dict[str, Any]
+    heads: dict[str, tuple[np.ndarray, float]]
+    index: SeedIndex
+
+    @property
+    def themes(self) -> list[str]:
+        return list(self.card["themes"])
+
+    @property
+    def mode(self) -> str:
+        return str(self.card["fasttext"]["mode"])
+
+    @property
+    def max_chars(self) -> int:
+        return int(self.card["fasttext"]["max_chars"])
+
+    @property
+    def gates(self) -> dict[str, float]:
+        return {t: float(g) for t, g in self.card["gates"].items()}
+
+    @property
+    def identity(self) -> str:
+        """Changes whenever any file of the classifier changes."""
+        return str(self.card.get("fingerprint", ""))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Classifier:
+        p = Path(path)
+        card_path = p / CARD
+        if not card_path.exists():
+            raise ClassifierError(
+                f"no classifier at {p} ({CARD} missing). Train one with `selector train INPUT --out {p}`, "
+                "or omit --classifier to use the default one."
+            )
+        card = json.loads(card_path.read_text())
+        themes = list(card["themes"])
+        models: dict[str, Any] = {}
+        for key, fname in card["files"]["fasttext"].items():
+            f = p / fname
+            if not f.exists():
+                raise ClassifierError(f"classifier {p} is incomplete: {fname} is missing. Retrain it.")
+            models[key] = load_fasttext(f)
+        hp = p / HEAD
+        if not hp.exists():
+            raise ClassifierError(f"classifier {p} is incomplete: {HEAD} is missing. Retrain it.")
+        z = np.load(hp, allow_pickle=False)
+        heads = {t: (z[f"coef_{t}"], float(z[f"bias_{t}"])) for t in themes}
+        index = SeedIndex(
+            themes=themes,
+            pos={t: z[f"pos_{t}"] for t in themes},
+            neg={t: z[f"neg_{t}"] for t in themes},
+            pos_ids={t: list(card["seeds"][t]["positive_ids"]) for t in themes},
+            k=int(card["cascade"]["knn"]),
+        )
+        return cls(path=p, card=card, models=models, heads=heads, index=index)
+
+    def ft_scores(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """fastText probability per theme for already-normalised texts (see text.fasttext_input)."""
+        if not texts:
+            return {t: np.zeros(0, dtype=np.float32) for t in self.themes}
+        if self.mode == "ova":
+            return fasttext_probs(self.models["ova"], texts, self.themes, "ova")
+        out: dict[str, np.ndarray] = {}
+        for t in self.themes:
+            out.update(fasttext_probs(self.models[t], texts, self.themes, "binary", theme=t))
+        return out
+
+    def emb_scores(self, emb: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        """Embedding-head probability per theme, and the seed evidence (nearest seeds) behind it."""
+        ev = self.index.evidence(emb)
+        out = {}
+        for t in self.themes:
+            coef, bias = self.heads[t]
+            out[t] = predict_logistic(head_features(emb, ev[t]["pos"], ev[t]["neg"]), coef, bias)
+        return out, ev
+
+
+def classifier_fingerprint(path: Path, files: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.encode())
+        h.update(file_sha256(path / f).encode())
+    return h.hexdigest()[:16]

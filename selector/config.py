@@ -1,0 +1,278 @@
+"""Typed, frozen, validated configuration: `load_config(path)` -> `Config`, errors name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .paths import default_config_path
+
+THEME_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    text_column: str = "text"
+    id_column: str = "id"
+    url_column: str = "url"
+    batch_size: int = 5000
+    max_doc_chars: int = 1_000_000
+    min_doc_chars: int = 1
+
+
+@dataclass(frozen=True)
+class ThemeConfig:
+    name: str
+    seeds: Path
+    upsample: bool = True
+    threshold: float = 0.5
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    model: str = BUNDLED_MODEL
+    max_tokens: int = 256
+    batch_size: int = 32
+    bf16: str = "auto"  # auto | on | off
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    gate: str | float = "auto"  # "auto": the classifier's calibrated gates; a number: one gate for all
+    target_embed_fraction: float = 0.01
+    gate_recall: float = 0.95
+    embedding_weight: float = 0.75
+    knn: int = 3
+
+
+@dataclass(frozen=True)
+class FastTextConfig:
+    mode: str = "ova"  # ova | binary
+    max_chars: int = 4000
+    dim: int = 64
+    epoch: int = 20
+    lr: float = 0.3
+    word_ngrams: int = 2
+    min_count: int = 2
+    bucket: int = 1_000_000
+    threads: int = 1
+    seed: int = 0
+    quantize: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    sample_size: int = 20_000
+    validation_fraction: float = 0.2
+    seed: int = 0
+    teacher_threshold: float = 0.5
+    head_l2: float = 1.0
+    background_weight: float = 1.0
+    positive_share: float = 0.2
+
+
+@dataclass(frozen=True)
+class Config:
+    themes: tuple[ThemeConfig, ...]
+    read: ReadConfig = field(default_factory=ReadConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    fasttext: FastTextConfig = field(default_factory=FastTextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    source: str = "<defaults>"
+
+    @property
+    def theme_names(self) -> list[str]:
+        return [t.name for t in self.themes]
+
+    def theme(self, name: str) -> ThemeConfig:
+        for t in self.themes:
+            if t.name == name:
+                return t
+        raise ConfigError(f"unknown theme {name!r}; configured themes: {', '.join(self.theme_names)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        def conv(obj: Any) -> Any:
+            if isinstance(obj, Path):
+                return str(obj)
+            if isinstance(obj, tuple | list):
+                return [conv(x) for x in obj]
+            if isinstance(obj, dict):
+                return {k: conv(v) for k, v in obj.items()}
+            return obj
+
+        return conv(dataclasses.asdict(self))  # type: ignore[no-any-return]
+
+    def hash(self) -> str:
+        """Hash of the resolved settings that change results (not where the file was loaded from)."""
+        d = self.to_dict()
+        d.pop("source", None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some keys of one section changed, validated like a loaded file."""
+        sect = getattr(self, section)
+        new = dataclasses.replace(sect, **changes)
+        _validate_section(section, new)
+        return dataclasses.replace(self, **{section: new})
+
+
+_SECTIONS: dict[str, type] = {
+    "read": ReadConfig,
+    "embedding": EmbeddingConfig,
+    "cascade": CascadeConfig,
+    "fasttext": FastTextConfig,
+    "train": TrainConfig,
+}
+
+
+def _check(cond: bool, key: str, requirement: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{key} must be {requirement}, got {value!r}")
+
+
+def _validate_section(name: str, obj: Any) -> None:
+    if name == "read":
+        _check(obj.batch_size >= 1, "read.batch_size", ">= 1", obj.batch_size)
+        _check(obj.max_doc_chars >= 1, "read.max_doc_chars", ">= 1", obj.max_doc_chars)
+        _check(obj.min_doc_chars >= 0, "read.min_doc_chars", ">= 0", obj.min_doc_chars)
+        for k in ("text_column", "id_column", "url_column"):
+            _check(bool(getattr(obj, k)), f"read.{k}", "a non-empty column name", getattr(obj, k))
+    elif name == "embedding":
+        _check(bool(obj.model), "embedding.model", "a sentence-transformers model name or path", obj.model)
+        _check(16 <= obj.max_tokens <= 8192, "embedding.max_tokens", "between 16 and 8192", obj.max_tokens)
+        _check(obj.batch_size >= 1, "embedding.batch_size", ">= 1", obj.batch_size)
+        _check(obj.bf16 in ("auto", "on", "off"), "embedding.bf16", 'one of "auto", "on", "off"', obj.bf16)
+    elif name == "cascade":
+        g = obj.gate
+        ok = g == "auto" or (isinstance(g, int | float) and not isinstance(g, bool) and 0.0 <= g <= 1.0)
+        _check(ok, "cascade.gate", '"auto" or a number in [0, 1]', g)
+        _check(
+            0 < obj.target_embed_fraction <= 1,
+            "cascade.target_embed_fraction",
+            "in (0, 1]",
+            obj.target_embed_fraction,
+        )
+        _check(0 < obj.gate_recall <= 1, "cascade.gate_recall", "in (0, 1]", obj.gate_recall)
+        _check(0 <= obj.embedding_weight <= 1, "cascade.embedding_weight", "in [0, 1]", obj.embedding_weight)
+        _check(obj.knn >= 1, "cascade.knn", ">= 1", obj.knn)
+    elif name == "fasttext":
+        _check(obj.mode in ("ova", "binary"), "fasttext.mode", 'one of "ova", "binary"', obj.mode)
+        _check(obj.max_chars >= 100, "fasttext.max_chars", ">= 100", obj.max_chars)
+        _check(obj.dim >= 2, "fasttext.dim", ">= 2", obj.dim)
+        _check(obj.epoch >= 1, "fasttext.epoch", ">= 1", obj.epoch)
+        _check(obj.lr > 0, "fasttext.lr", "> 0", obj.lr)
+        _check(1 <= obj.word_ngrams <= 5, "fasttext.word_ngrams", "between 1 and 5", obj.word_ngrams)
+        _check(obj.min_count >= 1, "fasttext.min_count", ">= 1", obj.min_count)
+        _check(obj.bucket >= 1000, "fasttext.bucket", ">= 1000", obj.bucket)
+        _check(obj.threads >= 1, "fasttext.threads", ">= 1", obj.threads)
+    elif name == "train":
+        _check(obj.sample_size >= 10, "train.sample_size", ">= 10", obj.sample_size)
+        _check(
+            0 < obj.validation_fraction < 1, "train.validation_fraction", "in (0, 1)", obj.validation_fraction
+        )
+        _check(0 < obj.teacher_threshold < 1, "train.teacher_threshold", "in (0, 1)", obj.teacher_threshold)
+        _check(obj.head_l2 > 0, "train.head_l2", "> 0", obj.head_l2)
+        _check(obj.background_weight > 0, "train.background_weight", "> 0", obj.background_weight)
+        _check(0 < obj.positive_share < 1, "train.positive_share", "in (0, 1)", obj.positive_share)
+
+
+def _build_section(name: str, raw: Any) -> Any:
+    cls = _SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {name}.{key}; known keys: {', '.join(fields)}")
+        default = getattr(defaults, key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and (not isinstance(value, int) or isinstance(value, bool))
+        ):
+            raise ConfigError(f"{name}.{key} must be an integer, got {value!r}")
+        if isinstance(default, float) and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
+        if isinstance(default, float):
+            value = float(value)
+        kwargs[key] = value
+    obj = cls(**kwargs)
+    _validate_section(name, obj)
+    return obj
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>") -> Config:
+    """Build and validate a `Config` from a parsed TOML table; seed paths resolve against `base_dir`."""
+    known = set(_SECTIONS) | {"themes"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"unknown section [{key}] in {source}; known sections: {', '.join(sorted(known))}"
+            )
+    themes_raw = raw.get("themes")
+    if not isinstance(themes_raw, dict) or not themes_raw:
+        raise ConfigError(f"themes must define at least one [themes.<name>] table in {source}")
+    themes = []
+    for name, t in themes_raw.items():
+        if not set(name) <= THEME_NAME_CHARS:
+            raise ConfigError(f"themes.{name}: theme names use lowercase letters, digits and _ only")
+        if not isinstance(t, dict):
+            raise ConfigError(f"themes.{name} must be a table, got {t!r}")
+        extra = set(t) - {"seeds", "upsample", "threshold", "description"}
+        if extra:
+            raise ConfigError(
+                f"unknown key themes.{name}.{sorted(extra)[0]}; known keys: seeds, upsample, "
+                "threshold, description"
+            )
+        if "seeds" not in t or not isinstance(t["seeds"], str):
+            raise ConfigError(f"themes.{name}.seeds must be the path of a seed JSONL file")
+        seeds = Path(t["seeds"])
+        if not seeds.is_absolute():
+            seeds = (base_dir / seeds).resolve()
+        upsample = t.get("upsample", True)
+        _check(isinstance(upsample, bool), f"themes.{name}.upsample", "true or false", upsample)
+        threshold = t.get("threshold", 0.5)
+        _check(
+            isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 <= threshold <= 1,
+            f"themes.{name}.threshold",
+            "a number in [0, 1]",
+            threshold,
+        )
+        themes.append(
+            ThemeConfig(
+                name=name,
+                seeds=seeds,
+                upsample=upsample,
+                threshold=float(threshold),
+                description=str(t.get("description", "")),
+            )
+        )
+    sections = {name: _build_section(name, raw.get(name, {})) for name in _SECTIONS}
+    return Config(themes=tuple(themes), source=source, **sections)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a TOML config (the project's `configs/default.toml` when `path` is None) and validate it."""
+    p = Path(path) if path is not None else default_config_path()
+    if not p.exists():
+        raise ConfigError(f"config file {p} not found. Pass --config PATH or copy configs/default.toml.")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}") from e
+    return config_from_dict(raw, p.parent, source=str(p))

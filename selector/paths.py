@@ -1,0 +1,34 @@
+"""Where the project's own files live, in a source checkout or in an installed wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+_REPO = _PKG.parent
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[0]
+
+
+def configs_dir() -> Path:
+    """The `configs/` folder: the checkout's, else the copy bundled into the wheel."""
+    return _first_existing(_REPO / "configs", _PKG / "_bundled" / "configs")
+
+
+def default_config_path() -> Path:
+    return configs_dir() / "default.toml"
+
+
+def default_classifier_dir() -> Path:
+    """`classifiers/default/`: the classifier the project ships, trained by scripts/train_default.py."""
+    return _first_existing(_REPO / "classifiers" / "default", _PKG / "_bundled" / "classifiers" / "default")
+
+
+def demo_corpus_dir() -> Path:
+    """The embedded demo corpus: a few hundred short documents the project wrote."""
+    return _PKG / "demo"

@@ -1,0 +1,350 @@
+"""Score shards with the cascade: `score(inputs, out_dir, classifier, cfg)` -> DIR/scores/part-NNNNN.parquet.
+
+Per shard (one part each): fastText scores every document for every theme; documents whose fastText
+probability reaches the gate of any theme are embedded and scored by the embedding head against the
+seed index; `score_<theme> = w * emb_<theme> + (1 - w) * ft_<theme>`, with `emb = 0` for documents that
+were not embedded (w = `cascade.embedding_weight`). Each part is written to a temporary name and renamed,
+then its `part-NNNNN.stats.json`, then the `part-NNNNN.done` marker; a rerun skips parts whose marker
+matches the same shard, config and classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .classifier import Classifier
+from .config import Config
+from .embed import make_embedder
+from .errors import ClassifierError, SelectorError
+from .read import Shard, ShardCounts, discover_shards, read_shard
+from .text import fasttext_input, n_tokens_expr
+
+log = logging.getLogger(__name__)
+SCORES = "scores"
+
+
+def part_name(i: int) -> str:
+    return f"part-{i:05d}"
+
+
+def output_schema(themes: list[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "doc_id": pl.String,
+        "source": pl.String,
+        "row": pl.Int64,
+        "url": pl.String,
+        "n_chars": pl.Int64,
+        "n_tokens": pl.Int64,
+    }
+    for t in themes:
+        schema[f"ft_{t}"] = pl.Float32
+    for t in themes:
+        schema[f"emb_{t}"] = pl.Float32
+    for t in themes:
+        schema[f"score_{t}"] = pl.Float32
+    schema["embedded"] = pl.Boolean
+    for t in themes:
+        schema[f"seed_{t}"] = pl.String
+        schema[f"seed_sim_{t}"] = pl.Float32
+    return schema
+
+
+class ShardScorer:
+    """Holds the classifier and (once a document passes the gate) the embedding model, for one process."""
+
+    def __init__(self, cfg: Config, classifier_dir: str | Path):
+        self.cfg = cfg
+        self.clf = Classifier.load(classifier_dir)
+        missing = [t for t in cfg.theme_names if t not in self.clf.themes]
+        if missing:
+            raise ClassifierError(
+                f"classifier {classifier_dir} was trained for {', '.join(self.clf.themes)} and lacks "
+                f"{', '.join(missing)}. Retrain it with this config, or use a config with its themes."
+            )
+        self.themes = self.clf.themes
+        g = cfg.cascade.gate
+        self.gates = self.clf.gates if g == "auto" else {t: float(g) for t in self.themes}
+        emb_card = self.clf.card["embedding"]
+        self.emb_cfg = cfg.embedding.__class__(
+            model=emb_card["model"],
+            max_tokens=int(emb_card["max_tokens"]),
+            batch_size=cfg.embedding.batch_size,
+            bf16=cfg.embedding.bf16,
+            device=cfg.embedding.device,
+        )
+        self._embedder: Any = None
+        self.w = cfg.cascade.embedding_weight
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.emb_cfg)
+        return self._embedder
+
+    def score_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        n = batch.height
+        ft_text = fasttext_input(batch["text"], self.clf.max_chars)
+        ft = self.clf.ft_scores(ft_text)
+        gate = np.zeros(n, dtype=bool)
+        for t in self.themes:
+            gate |= ft[t] >= self.gates[t]
+        idx = np.flatnonzero(gate)
+        emb_full = {t: np.full(n, np.nan, dtype=np.float32) for t in self.themes}
+        seed_id: dict[str, list[str | None]] = {t: [None] * n for t in self.themes}
+        seed_sim = {t: np.full(n, np.nan, dtype=np.float32) for t in self.themes}
+        if len(idx):
+            texts = batch["text"].gather(idx).to_list()
+            emb = self.embedder.encode(texts)
+            es, ev = self.clf.emb_scores(emb)
+            for t in self.themes:
+                emb_full[t][idx] = es[t]
+                seed_sim[t][idx] = ev[t]["nn_sim"]
+                ids = self.clf.index.pos_ids[t]
+                for j, k in zip(idx, ev[t]["nn_idx"], strict=True):
+                    seed_id[t][j] = ids[int(k)]
+        cols: dict[str, Any] = {}
+        for t in self.themes:
+            cols[f"ft_{t}"] = pl.Series(ft[t], dtype=pl.Float32)
+        for t in self.themes:
+            cols[f"emb_{t}"] = pl.Series(emb_full[t], dtype=pl.Float32, nan_to_null=True)
+        for t in self.themes:
+            e = np.nan_to_num(emb_full[t], nan=0.0)
+            cols[f"score_{t}"] = pl.Series(np.clip(self.w * e + (1 - self.w) * ft[t], 0, 1), dtype=pl.Float32)
+        cols["embedded"] = pl.Series(gate)
+        for t in self.themes:
+            cols[f"seed_{t}"] = pl.Series(seed_id[t], dtype=pl.String)
+            cols[f"seed_sim_{t}"] = pl.Series(seed_sim[t], dtype=pl.Float32, nan_to_null=True)
+        base = batch.select(
+            "doc_id",
+            "source",
+            "row",
+            "url",
+            pl.col("text").str.len_chars().cast(pl.Int64).alias("n_chars"),
+            n_tokens_expr("text"),
+        )
+        return base.with_columns(**cols)
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    shard: Shard
+    out_dir: str
+    signature: dict[str, Any]
+
+
+def _marker_matches(path: Path, signature: dict[str, Any]) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("signature") == signature)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
+    """Score one shard into its part; returns the part's stats."""
+    import pyarrow.parquet as pq
+
+    t0 = time.time()
+    out = Path(task.out_dir)
+    name = part_name(task.index)
+    final = out / f"{name}.parquet"
+    tmp = out / f".{name}.parquet.tmp-{os.getpid()}"
+    counts = ShardCounts()
+    schema = pl.DataFrame(schema=output_schema(scorer.themes)).to_arrow().schema
+    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+    n_scored = n_embedded = 0
+    try:
+        for batch in read_shard(task.shard, scorer.cfg.read, counts):
+            if batch.height == 0:
+                continue
+            df = scorer.score_batch(batch)
+            n_scored += df.height
+            n_embedded += int(df["embedded"].sum())
+            writer.write_table(df.to_arrow().cast(schema))
+        writer.close()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    if counts.documents_in != n_scored + counts.n_skipped:
+        raise SelectorError(
+            f"{task.shard.source}: {counts.documents_in} documents read but {n_scored} scored and "
+            f"{counts.n_skipped} skipped; this is a bug, please report it."
+        )
+    os.replace(tmp, final)
+    seconds = time.time() - t0
+    stats = {
+        "part": name,
+        "shard": task.shard.source,
+        "documents_in": counts.documents_in,
+        "scored": n_scored,
+        "skipped": counts.n_skipped,
+        "skipped_by_reason": dict(sorted(counts.skipped.items())),
+        "blank_lines": counts.blank_lines,
+        "embedded": n_embedded,
+        "embedded_fraction": round(n_embedded / n_scored, 6) if n_scored else 0.0,
+        "seconds": round(seconds, 3),
+        "docs_per_second": round(n_scored / seconds, 1) if seconds > 0 else None,
+        "warnings": counts.warnings,
+        "signature": task.signature,
+    }
+    _atomic_write_text(out / f"{name}.stats.json", json.dumps(stats, indent=2) + "\n")
+    _atomic_write_text(out / f"{name}.done", json.dumps({"signature": task.signature}) + "\n")
+    return stats
+
+
+_WORKER: ShardScorer | None = None
+
+
+def _init_worker(cfg: Config, classifier_dir: str, threads: int) -> None:
+    global _WORKER
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    _WORKER = ShardScorer(cfg, classifier_dir)
+
+
+def _run_task(task: Task) -> dict[str, Any]:
+    assert _WORKER is not None
+    return score_shard(_WORKER, task)
+
+
+@dataclass
+class ScoreSummary:
+    out_dir: Path
+    parts: list[dict[str, Any]]
+    skipped_parts: int
+    seconds: float
+
+    def totals(self) -> dict[str, Any]:
+        keys = ("documents_in", "scored", "skipped", "embedded")
+        tot: dict[str, Any] = {k: sum(int(p.get(k, 0)) for p in self.parts) for k in keys}
+        reasons: dict[str, int] = {}
+        for p in self.parts:
+            for r, c in p.get("skipped_by_reason", {}).items():
+                reasons[r] = reasons.get(r, 0) + c
+        tot["skipped_by_reason"] = dict(sorted(reasons.items()))
+        tot["embedded_fraction"] = round(tot["embedded"] / tot["scored"], 6) if tot["scored"] else 0.0
+        tot["parts"] = len(self.parts)
+        tot["parts_reused"] = self.skipped_parts
+        tot["seconds"] = round(self.seconds, 2)
+        return tot
+
+
+def score(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    classifier_dir: str | Path,
+    cfg: Config,
+    workers: int = 1,
+    force: bool = False,
+    progress: Callable[[str], None] = log.info,
+) -> ScoreSummary:
+    """Score every shard of `inputs` into `out_dir/scores/`; finished parts are reused unless `force`."""
+    t0 = time.time()
+    shards = discover_shards(inputs)
+    scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
+    sdir = Path(out_dir) / SCORES
+    sdir.mkdir(parents=True, exist_ok=True)
+    base_sig = {"config_hash": cfg.hash(), "classifier": scorer.clf.identity}
+    tasks = [Task(i, sh, str(sdir), {**base_sig, "shard": sh.fingerprint()}) for i, sh in enumerate(shards)]
+    todo, done = [], []
+    for task in tasks:
+        name = part_name(task.index)
+        if (
+            not force
+            and _marker_matches(sdir / f"{name}.done", task.signature)
+            and (sdir / f"{name}.parquet").exists()
+        ):
+            done.append(json.loads((sdir / f"{name}.stats.json").read_text()))
+        else:
+            (sdir / f"{name}.done").unlink(missing_ok=True)
+            todo.append(task)
+    # parts left over from an earlier run with more shards would be read as results: remove them
+    for stale in sdir.glob("part-*"):
+        try:
+            idx = int(stale.name[5:10])
+        except ValueError:
+            continue
+        if idx >= len(tasks):
+            stale.unlink()
+    _atomic_write_text(
+        sdir / "_inputs.json",
+        json.dumps(
+            {
+                "parts": {part_name(t.index): t.shard.source for t in tasks},
+                "config": cfg.to_dict(),
+                "config_hash": cfg.hash(),
+                "classifier": str(classifier_dir),
+                "classifier_fingerprint": scorer.clf.identity,
+                "gates": scorer.gates,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    if done:
+        progress(f"{len(done)} of {len(tasks)} part(s) already finished; reusing them (--force redoes them)")
+    results: list[dict[str, Any]] = []
+    n_docs = 0
+
+    def report(stats: dict[str, Any]) -> None:
+        nonlocal n_docs
+        results.append(stats)
+        n_docs += stats["scored"]
+        el = time.time() - t0
+        rate = n_docs / el if el > 0 else 0.0
+        left = len(todo) - len(results)
+        eta = el / len(results) * left if results else 0.0
+        progress(
+            f"[{len(results)}/{len(todo)}] {stats['part']}: {stats['scored']:,} scored, "
+            f"{stats['skipped']:,} skipped, {stats['embedded']:,} embedded; {rate:,.0f} docs/s; "
+            f"ETA {eta:,.0f}s"
+        )
+
+    workers = max(1, min(workers, len(todo))) if todo else 1
+    if workers == 1:
+        for task in todo:
+            report(score_shard(scorer, task))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(
+            workers, initializer=_init_worker, initargs=(cfg, str(classifier_dir), threads)
+        ) as pool:
+            for stats in pool.imap_unordered(_run_task, todo):
+                report(stats)
+    parts = sorted(done + results, key=lambda s: s["part"])
+    summary = ScoreSummary(Path(out_dir), parts, len(done), time.time() - t0)
+    _atomic_write_text(sdir / "_summary.json", json.dumps(summary.totals(), indent=2) + "\n")
+    return summary
+
+
+def read_scores(scores_dir: str | Path) -> pl.DataFrame:
+    """All finished parts of a scores directory (DIR or DIR/scores) as one frame."""
+    d = Path(scores_dir)
+    if (d / SCORES).is_dir():
+        d = d / SCORES
+    parts = sorted(p for p in d.glob("part-*.parquet") if p.with_suffix(".done").exists())
+    if not parts:
+        raise SelectorError(f"no finished score parts in {d}. Run `selector score INPUT --out DIR` first.")
+    return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")

@@ -1,0 +1,497 @@
+"""Teacher-student training from seeds: `train(inputs, cfg, out_dir)` -> a classifier directory and its card.
+
+1. Sample `train.sample_size` documents of the user's corpus (seeded, order-independent hash sample).
+2. Embed the sample and the seeds; faiss gives each document its similarity to each theme's positive
+   and near-miss seeds. The teacher, per theme, is a logistic head on [embedding, similarities] fitted
+   to positive seeds versus near misses and corpus background (refitted once without the background
+   documents it finds on-theme). Its probability >= `train.teacher_threshold` labels the sample.
+3. fastText learns the teacher's labels (plus the seeds and any human labels) on one thread, so the same
+   inputs, seeds and settings give byte-identical models; a held-out split measures it.
+4. Gates are calibrated on the held-out split: the lowest fastText probability per theme that lets at most
+   `cascade.target_embed_fraction / n_themes` of teacher-negative documents through.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs, load_fasttext
+from .config import Config
+from .embed import SeedIndex, make_embedder
+from .errors import InputError, SelectorError
+from .head import fit_logistic, head_features, predict_logistic
+from .metrics import average_precision, precision_recall_at
+from .read import ShardCounts, discover_shards, read_shard
+from .seeds import Seed, load_seeds, seed_hashes
+from .text import fasttext_input
+
+log = logging.getLogger(__name__)
+
+POSITIVE_LABELS = {"1", "on", "on_theme", "on-theme", "yes", "true", "positive", "pos"}
+NEGATIVE_LABELS = {"0", "off", "off_theme", "off-theme", "no", "false", "negative", "neg"}
+IGNORED_LABELS = {"unsure", "?", "skip", ""}
+MAX_REPEAT = 50
+
+
+def _key(seed: int, salt: str, *parts: object) -> int:
+    h = hashlib.blake2b(
+        f"{seed}\x00{salt}\x00".encode() + "\x00".join(map(str, parts)).encode(), digest_size=8
+    )
+    return int.from_bytes(h.digest(), "big")
+
+
+def read_human_labels(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
+    """`doc_id,theme,label[,reviewer,time]` CSV -> {(doc_id, theme): 0/1}; `unsure` rows are ignored, and
+    when a document was labelled twice for a theme the last row wins."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"labels file {p} not found.")
+    out: dict[tuple[str, str], int] = {}
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = {"doc_id", "theme", "label"}
+        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+            raise InputError(
+                f"{p}: expected a CSV header with doc_id,theme,label; found {reader.fieldnames}."
+            )
+        for n, r in enumerate(reader, start=2):
+            theme, lab = r["theme"].strip(), r["label"].strip().lower()
+            if theme not in themes:
+                raise InputError(f"{p}:{n}: theme {theme!r} is not configured ({', '.join(themes)}).")
+            if lab in IGNORED_LABELS:
+                continue
+            if lab in POSITIVE_LABELS:
+                out[(r["doc_id"], theme)] = 1
+            elif lab in NEGATIVE_LABELS:
+                out[(r["doc_id"], theme)] = 0
+            else:
+                raise InputError(
+                    f"{p}:{n}: label {r['label']!r} is not one of on_theme/off_theme/unsure (or 1/0)."
+                )
+    return out
+
+
+def sample_corpus(
+    inputs: Sequence[str | Path], cfg: Config, n: int, seed: int, force_ids: set[str] | None = None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """A seeded sample of `n` documents whose choice does not depend on shard or batch order; documents in
+    `force_ids` are always included. Returns (doc_id, shard, row, text) and what was read."""
+    force_ids = force_ids or set()
+    shards = discover_shards(inputs)
+    keep_chars = max(cfg.fasttext.max_chars, cfg.embedding.max_tokens * 8)
+    parts: list[pl.DataFrame] = []
+    forced: list[pl.DataFrame] = []
+    seen = 0
+    counts_total: Counter[str] = Counter()
+    for shard in shards:
+        counts = ShardCounts()
+        for batch in read_shard(shard, cfg.read, counts):
+            seen += batch.height
+            keys = [_key(seed, "sample", shard.label, r) for r in batch["row"].to_list()]
+            b = batch.select(
+                pl.col("doc_id"),
+                pl.lit(shard.label).alias("shard"),
+                pl.col("row"),
+                pl.col("text").str.slice(0, keep_chars),
+            ).with_columns(pl.Series("key", keys, dtype=pl.UInt64))
+            if force_ids:
+                forced.append(b.filter(pl.col("doc_id").is_in(list(force_ids))))
+            parts.append(b)
+            if sum(p.height for p in parts) > 2 * n:
+                parts = [pl.concat(parts).sort("key").head(n)]
+        counts_total.update(counts.skipped)
+    if seen == 0:
+        raise InputError(f"no readable document in {', '.join(map(str, inputs))}; cannot train.")
+    sample = pl.concat(parts).sort("key").head(n)
+    if forced:
+        sample = pl.concat([sample, *forced]).unique(subset=["shard", "row"], keep="first").sort("key")
+    info = {
+        "shards": len(shards),
+        "documents_read": seen,
+        "documents_skipped": dict(counts_total),
+        "shard_fingerprints_sha256": hashlib.sha256(
+            json.dumps([s.fingerprint() | {"source": s.label} for s in shards], sort_keys=True).encode()
+        ).hexdigest(),
+        "shard_names": [s.label for s in shards[:1000]],
+    }
+    return sample.drop("key"), info
+
+
+def _seed_evidence(
+    seed_emb: np.ndarray, seeds: list[Seed], index: SeedIndex, themes: list[str]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Like SeedIndex.evidence, but leave-one-out: a seed is never its own nearest neighbour."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    k = index.k
+    for t in themes:
+        res = {}
+        for kind, mat, label in (("pos", index.pos[t], "positive"), ("neg", index.neg[t], "near_miss")):
+            if len(mat) == 0:
+                res[kind] = np.zeros(len(seeds), dtype=np.float32)
+                continue
+            sims = seed_emb @ mat.T
+            own = [i for i, s in enumerate(seeds) if s.theme == t and s.label == label]
+            for j, i in enumerate(own):
+                sims[i, j] = -np.inf
+            kk = min(k, mat.shape[0] - 1) if own else min(k, mat.shape[0])
+            kk = max(kk, 1)
+            top = -np.sort(-sims, axis=1)[:, :kk]
+            top = np.where(np.isfinite(top), top, 0.0)
+            res[kind] = top.mean(axis=1).astype(np.float32)
+        out[t] = res
+    return out
+
+
+def _write_fasttext_file(
+    path: Path, texts: list[str], labels: list[list[str]], repeats: list[int], seed: int
+) -> int:
+    lines = []
+    for text, labs, r in zip(texts, labels, repeats, strict=True):
+        tag = " ".join(f"__label__{t}" for t in labs) if labs else NONE_LABEL
+        lines.extend([f"{tag} {text}"] * r)
+    order = np.random.default_rng(seed).permutation(len(lines))
+    with path.open("w", encoding="utf-8") as fh:
+        for i in order:
+            fh.write(lines[i] + "\n")
+    return len(lines)
+
+
+def _train_fasttext(path: Path, cfg: Config, loss: str, out_bin: Path, out_ftz: Path | None) -> None:
+    """Train in a fresh process (see selector/_fasttext_worker.py for why); writes `out_bin` and, when
+    asked, the quantized `out_ftz`."""
+    ft = cfg.fasttext
+    job = {
+        "input": str(path),
+        "bin": str(out_bin),
+        "ftz": str(out_ftz) if out_ftz else None,
+        "cutoff": 100_000,
+        "params": {
+            "lr": ft.lr,
+            "dim": ft.dim,
+            "epoch": ft.epoch,
+            "wordNgrams": ft.word_ngrams,
+            "minCount": ft.min_count,
+            "bucket": ft.bucket,
+            "loss": loss,
+            "thread": ft.threads,
+            "seed": ft.seed,
+        },
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "selector._fasttext_worker", json.dumps(job)], capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise SelectorError(f"fastText training on {path} failed: {res.stderr.strip()[-2000:]}")
+
+
+def train(
+    inputs: Sequence[str | Path],
+    cfg: Config,
+    out_dir: str | Path,
+    labels_path: str | Path | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """Train a classifier on `inputs` from the configured seeds; write it to `out_dir`; return its card."""
+    t0 = time.time()
+    themes = cfg.theme_names
+    tc = cfg.train
+    human = read_human_labels(labels_path, themes) if labels_path else {}
+    seeds = load_seeds(cfg)
+
+    progress(f"sampling up to {tc.sample_size:,} documents from {len(list(inputs))} input(s)")
+    sample, read_info = sample_corpus(inputs, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
+    n = sample.height
+    progress(
+        f"sampled {n:,} of {read_info['documents_read']:,} documents; embedding them and "
+        f"{len(seeds)} seeds with {cfg.embedding.model}"
+    )
+
+    embedder = make_embedder(cfg.embedding)
+    seed_emb = embedder.encode([s.text for s in seeds])
+    texts = sample["text"].to_list()
+    chunks = []
+    t_emb = time.time()
+    step = 1024
+    for i in range(0, n, step):
+        chunks.append(embedder.encode(texts[i : i + step]))
+        done = min(i + step, n)
+        rate = done / max(time.time() - t_emb, 1e-9)
+        progress(f"embedded {done:,}/{n:,} sample documents ({rate:.0f} docs/s)")
+    doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
+
+    # --- the seed index and the teacher -------------------------------------------------------------
+    pos = {
+        t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "positive"]]
+        for t in themes
+    }
+    neg_rows = {
+        t: [i for i, s in enumerate(seeds) if s.theme == t and s.label == "near_miss"] for t in themes
+    }
+    neg = {
+        t: seed_emb[neg_rows[t]] if neg_rows[t] else np.zeros((0, seed_emb.shape[1]), np.float32)
+        for t in themes
+    }
+    pos_ids = {t: [s.seed_id for s in seeds if s.theme == t and s.label == "positive"] for t in themes}
+    index = SeedIndex(themes=themes, pos=pos, neg=neg, pos_ids=pos_ids, k=cfg.cascade.knn)
+    ev_docs = index.evidence(doc_emb)
+    ev_seeds = _seed_evidence(seed_emb, seeds, index, themes)
+
+    doc_ids = sample["doc_id"].to_list()
+    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
+    for i, d in enumerate(doc_ids):
+        for t in themes:
+            if (d, t) in human:
+                human_rows[t][i] = human[(d, t)]
+
+    heads: dict[str, tuple[np.ndarray, float]] = {}
+    teacher_doc: dict[str, np.ndarray] = {}
+    teacher_seed: dict[str, np.ndarray] = {}
+    head_info: dict[str, Any] = {}
+    for t in themes:
+        xs = head_features(seed_emb, ev_seeds[t]["pos"], ev_seeds[t]["neg"])
+        xd = head_features(doc_emb, ev_docs[t]["pos"], ev_docs[t]["neg"])
+        own = np.array([s.theme == t for s in seeds])
+        ys = np.array([1.0 if s.label == "positive" else 0.0 for s in seeds])
+        n_seed = int(own.sum())
+        bg = np.ones(n, dtype=bool)
+        hl = human_rows[t]
+        for i in hl:
+            bg[i] = False
+        coef, bias = np.zeros(xs.shape[1]), 0.0
+        for _round in range(2):
+            n_bg = int(bg.sum())
+            w_bg = tc.background_weight * n_seed / max(n_bg, 1)
+            x = np.vstack([xs[own], xd[bg], xd[list(hl)]]) if hl else np.vstack([xs[own], xd[bg]])
+            y = np.concatenate([ys[own], np.zeros(n_bg), np.array(list(hl.values()), dtype=float)])
+            w = np.concatenate([np.ones(n_seed), np.full(n_bg, w_bg), np.ones(len(hl))])
+            coef, bias = fit_logistic(x, y, w, tc.head_l2)
+            p_docs = predict_logistic(xd, coef, bias)
+            # the second fit leaves out background documents the first one finds on-theme
+            bg = (p_docs < tc.teacher_threshold) & np.array([i not in hl for i in range(n)], dtype=bool)
+        heads[t] = (coef, bias)
+        p_docs = predict_logistic(xd, coef, bias)
+        lab = p_docs >= tc.teacher_threshold
+        for i, v in hl.items():
+            lab[i] = bool(v)
+        teacher_doc[t] = lab
+        # seeds: their own theme's label as written; other themes as the teacher sees them
+        ps = predict_logistic(xs, coef, bias) >= tc.teacher_threshold
+        teacher_seed[t] = np.where(own, ys > 0.5, ps)
+        head_info[t] = {
+            "teacher_positives_in_sample": int(lab.sum()),
+            "teacher_positive_rate": round(float(lab.mean()) if n else 0.0, 6),
+            "seed_recall": round(
+                float((predict_logistic(xs[own & (ys > 0.5)], coef, bias) >= tc.teacher_threshold).mean()), 4
+            ),
+            "near_miss_pass_rate": round(
+                float((predict_logistic(xs[own & (ys < 0.5)], coef, bias) >= tc.teacher_threshold).mean())
+                if (own & (ys < 0.5)).any()
+                else 0.0,
+                4,
+            ),
+        }
+        progress(
+            f"teacher {t}: {int(lab.sum()):,} of {n:,} sample documents on-theme "
+            f"({100 * lab.mean() if n else 0:.2f}%)"
+        )
+
+    # --- fastText -----------------------------------------------------------------------------------
+    split = np.array(
+        [
+            _key(tc.seed, "split", sh, r) / 2**64 < tc.validation_fraction
+            for sh, r in zip(sample["shard"].to_list(), sample["row"].to_list(), strict=True)
+        ]
+    )
+    ft_doc_text = fasttext_input(sample["text"], cfg.fasttext.max_chars)
+    ft_seed_text = fasttext_input(pl.Series([s.text for s in seeds]), cfg.fasttext.max_chars)
+    train_text = [x for x, v in zip(ft_doc_text, split, strict=True) if not v] + ft_seed_text
+    train_labels = [[t for t in themes if teacher_doc[t][i]] for i in range(n) if not split[i]] + [
+        [t for t in themes if teacher_seed[t][j]] for j in range(len(seeds))
+    ]
+    val_idx = np.flatnonzero(split)
+    val_text = [ft_doc_text[i] for i in val_idx]
+    val_truth = {t: teacher_doc[t][val_idx] for t in themes}
+
+    # lines carrying a theme are repeated so each theme reaches about `positive_share` of the file
+    n_lines = len(train_text)
+    n_pos = Counter(t for ll in train_labels for t in ll)
+    rep_of = {t: min(MAX_REPEAT, math.ceil(tc.positive_share * n_lines / max(n_pos[t], 1))) for t in themes}
+    reps = [max([1, *(rep_of[t] for t in ll)]) for ll in train_labels]
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent))
+    try:
+        files: dict[str, str] = {}
+        quantized: dict[str, bool] = {}
+        val_metrics: dict[str, Any] = {}
+        jobs: list[tuple[str, str, list[list[str]]]]
+        if cfg.fasttext.mode == "ova":
+            jobs = [("ova", "fasttext", train_labels)]
+        else:
+            jobs = [
+                (t, f"fasttext-{t}", [["pos"] if t in ll else ["neg"] for ll in train_labels]) for t in themes
+            ]
+        for key, stem, job_labels in jobs:
+            train_file = tmp / f"{stem}.train.txt"
+            n_written = _write_fasttext_file(train_file, train_text, job_labels, reps, tc.seed)
+            loss = "ova" if key == "ova" else "softmax"
+            progress(f"training fastText ({key}) on {n_written:,} lines")
+            bin_path, ftz_path = tmp / f"{stem}.bin", tmp / f"{stem}.ftz"
+            want_q = cfg.fasttext.quantize and len(val_text) > 0
+            _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
+
+            def evaluate_model(path: Path, key: str = key) -> dict[str, np.ndarray]:
+                m = load_fasttext(path)
+                if key == "ova":
+                    return fasttext_probs(m, val_text, themes, "ova")
+                return fasttext_probs(m, val_text, themes, "binary", theme=key)
+
+            full = evaluate_model(bin_path)
+            suffix = ".bin"
+            if want_q:
+                q = evaluate_model(ftz_path)
+                drops = [
+                    average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
+                    for t in full
+                    if val_truth[t].any()
+                ]
+                if all(d < 0.01 for d in drops):
+                    suffix, full = ".ftz", q
+            (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
+            quantized[key] = suffix == ".ftz"
+            fname = stem + suffix
+            files[key] = fname
+            for t, p in full.items():
+                truth = val_truth[t]
+                prec, rec = precision_recall_at(p, truth, 0.5)
+                val_metrics[t] = {
+                    "n_validation": len(val_text),
+                    "n_positive": int(truth.sum()),
+                    "average_precision": round(average_precision(p, truth), 4) if truth.any() else None,
+                    "precision_at_0.5": None if prec is None else round(prec, 4),
+                    "recall_at_0.5": None if rec is None else round(rec, 4),
+                }
+            os.remove(train_file)
+
+        # --- gates ------------------------------------------------------------------------------------
+        val_probs: dict[str, np.ndarray] = {}
+        for key, fname in files.items():
+            m = load_fasttext(tmp / fname)
+            if key == "ova":
+                val_probs.update(fasttext_probs(m, val_text, themes, "ova"))
+            else:
+                val_probs.update(fasttext_probs(m, val_text, themes, "binary", theme=key))
+        per_theme = cfg.cascade.target_embed_fraction / len(themes)
+        gates: dict[str, float] = {}
+        for t in themes:
+            negs = np.sort(val_probs[t][~val_truth[t]])[::-1] if len(val_text) else np.zeros(0)
+            m_allowed = int(math.floor(per_theme * len(negs)))
+            if len(negs) == 0:
+                gates[t] = 0.5
+            elif m_allowed >= len(negs):
+                gates[t] = 0.0
+            else:
+                gates[t] = float(np.nextafter(np.float32(negs[m_allowed]), np.float32(1.0)))
+            truth = val_truth[t]
+            val_metrics[t]["gate"] = round(gates[t], 6)
+            val_metrics[t]["recall_at_gate"] = (
+                round(float((val_probs[t][truth] >= gates[t]).mean()), 4) if truth.any() else None
+            )
+        if len(val_text):
+            passed = np.zeros(len(val_text), dtype=bool)
+            for t in themes:
+                passed |= val_probs[t] >= gates[t]
+            embed_fraction = round(float(passed.mean()), 4)
+        else:
+            embed_fraction = None
+
+        # --- head and card ----------------------------------------------------------------------------
+        arrays: dict[str, np.ndarray] = {}
+        for t in themes:
+            arrays[f"coef_{t}"] = heads[t][0]
+            arrays[f"bias_{t}"] = np.array(heads[t][1])
+            arrays[f"pos_{t}"] = pos[t]
+            arrays[f"neg_{t}"] = neg[t]
+        np.savez(tmp / HEAD, **arrays)  # type: ignore[arg-type]
+        all_files = [*files.values(), HEAD]
+        card = {
+            "selector_version": __version__,
+            "themes": themes,
+            "files": {"fasttext": files, "head": HEAD},
+            "fingerprint": classifier_fingerprint(tmp, all_files),
+            "trained_on": {
+                **read_info,
+                "sample_size": n,
+                "n_train": int((~split).sum()),
+                "n_validation": int(split.sum()),
+                "human_labels": len(human),
+                "human_labels_file": str(labels_path) if labels_path else None,
+            },
+            "seeds": {
+                t: {
+                    "file": cfg.theme(t).seeds.name,
+                    "sha256": h,
+                    "positive": sum(1 for s in seeds if s.theme == t and s.label == "positive"),
+                    "near_miss": sum(1 for s in seeds if s.theme == t and s.label == "near_miss"),
+                    "positive_ids": pos_ids[t],
+                }
+                for t, h in seed_hashes(cfg).items()
+            },
+            "label_counts": {
+                t: {
+                    "train_positive": int(sum(t in ll for ll in train_labels)),
+                    "train_negative": int(sum(t not in ll for ll in train_labels)),
+                    "validation_positive": int(val_truth[t].sum()),
+                }
+                for t in themes
+            },
+            "teacher": head_info,
+            "validation": val_metrics,
+            "gates": gates,
+            "validation_embed_fraction": embed_fraction,
+            "quantized": quantized,
+            "embedding": {
+                "model": cfg.embedding.model,
+                "max_tokens": cfg.embedding.max_tokens,
+                "dim": int(seed_emb.shape[1]),
+            },
+            "fasttext": {**cfg.fasttext.__dict__},
+            "train": {**cfg.train.__dict__},
+            "cascade": {"knn": cfg.cascade.knn, "target_embed_fraction": cfg.cascade.target_embed_fraction},
+            "config_hash": cfg.hash(),
+            "determinism": "fastText is trained on fasttext.threads threads (default 1, the only setting under "
+            "which it is deterministic); sampling, splitting and the head are seeded or exact.",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.time() - t0, 1),
+        }
+        (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+        if out.exists():
+            if not (out / CARD).exists() and any(out.iterdir()):
+                raise SelectorError(f"{out} exists and is not a classifier directory; choose another --out.")
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"classifier written to {out} in {time.time() - t0:.0f}s")
+    return card

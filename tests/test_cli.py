@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from selector import __version__
+from selector.cli import cli
+
+from .conftest import REPO, write_jsonl
+
+sys.path.insert(0, str(REPO / "scripts"))
+from cli_reference import BEGIN, END, reference  # noqa: E402
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), prog_name="selector")
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.exit_code == 0 and r.output == f"selector, version {__version__}\n"
+    r = run("-h")
+    assert r.exit_code == 0 and "Examples:" in r.output
+
+
+def test_every_command_has_help_with_an_example():
+    for name in cli.commands:
+        r = run(name, "-h")
+        assert r.exit_code == 0, name
+        assert "Example" in r.output, name
+
+
+def test_readme_cli_reference_is_in_sync_with_help():
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+    assert section.strip() == reference().strip(), "run: python scripts/cli_reference.py"
+    for name in cli.commands:
+        assert f"selector {name}" in text
+
+
+def test_missing_text_column_exits_with_the_message(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"id": "a", "body": "some text long enough to be the body here"}])
+    r = run("score", str(p), "--out", str(tmp_path / "o"), "--silent")
+    assert r.exit_code == 1
+    assert r.output == (
+        f'Error: column "text" not found in {p}. Available: id, body. Use --text-column body.\n'
+    )
+
+
+def test_bad_config_value_exits_naming_the_key(tmp_path):
+    cfg = (REPO / "configs" / "default.toml").read_text().replace("knn = 3", "knn = 0")
+    p = tmp_path / "c.toml"
+    p.write_text(cfg.replace('"seeds/', f'"{REPO}/configs/seeds/'))
+    r = run("score", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(p))
+    assert r.exit_code == 1
+    assert r.output == "Error: cascade.knn must be >= 1, got 0\n"
+
+
+def test_eval_command_reports_average_precision(tmp_path, cfg):
+    from selector.score import score
+    from selector.train import train
+
+    docs = [{"id": f"h{i}", "text": "honesty truth admit mistakes lying trust " * 5} for i in range(5)]
+    docs += [
+        {"id": f"o{i}", "text": f"recipe pasta {i} boil water salt tomato basil " * 5} for i in range(30)
+    ]
+    p = write_jsonl(tmp_path / "d.jsonl", docs)
+    train([p], cfg, tmp_path / "clf", progress=lambda m: None)
+    score([p], tmp_path / "run", tmp_path / "clf", cfg, progress=lambda m: None)
+    labels = write_jsonl(
+        tmp_path / "labels.jsonl",
+        [{"doc_id": d["id"], "themes": ["honesty"] if d["id"][0] == "h" else []} for d in docs],
+    )
+    r = run("eval", "--scores", str(tmp_path / "run"), "--labels", str(labels), "--silent")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["documents_labelled"] == 35
+    assert rep["themes"]["honesty"]["positives"] == 5
+    assert 0.0 <= rep["themes"]["honesty"]["average_precision"] <= 1.0
+    assert rep["themes"]["ai_risk"]["average_precision"] is None
+
+
+def test_readme_quickstart_has_exactly_two_commands():
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    cmds = [ln for ln in block.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert cmds == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert Path(REPO / ".ci" / "run").read_text().strip().endswith("bash scripts/test.sh")

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selector.config import config_from_dict, load_config
+from selector.errors import ConfigError
+
+from .conftest import REPO
+
+
+def test_default_config_loads_with_four_themes():
+    cfg = load_config()
+    assert cfg.theme_names == ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
+    assert cfg.theme("ai_risk").upsample is False
+    assert all(t.seeds.exists() for t in cfg.themes)
+
+
+def test_hash_is_stable_and_tracks_changes():
+    a, b = load_config(), load_config()
+    assert a.hash() == b.hash()
+    assert a.replace("cascade", embedding_weight=0.5).hash() != a.hash()
+
+
+def _raw(**section):
+    raw = {"themes": {"honesty": {"seeds": str(REPO / "configs/seeds/honesty.jsonl")}}}
+    raw.update(section)
+    return raw
+
+
+@pytest.mark.parametrize(
+    "section,message",
+    [
+        ({"train": {"sample_size": 0}}, "train.sample_size must be >= 10, got 0"),
+        (
+            {"cascade": {"gate": "sometimes"}},
+            "cascade.gate must be \"auto\" or a number in [0, 1], got 'sometimes'",
+        ),
+        ({"fasttext": {"mode": "softmax"}}, 'fasttext.mode must be one of "ova", "binary", got \'softmax\''),
+        ({"read": {"batch_size": 2.5}}, "read.batch_size must be an integer, got 2.5"),
+        ({"embedding": {"modle": "x"}}, "unknown key embedding.modle; known keys: model, max_tokens"),
+        ({"selekt": {}}, "unknown section [selekt]"),
+    ],
+)
+def test_invalid_values_name_the_key(section, message):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(_raw(**section), Path("."))
+    assert message in str(e.value)
+
+
+def test_missing_config_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="not found. Pass --config PATH"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_theme_threshold_validated():
+    raw = _raw()
+    raw["themes"]["honesty"]["threshold"] = 2
+    with pytest.raises(ConfigError, match=r"themes.honesty.threshold must be a number in \[0, 1\], got 2"):
+        config_from_dict(raw, Path("."))

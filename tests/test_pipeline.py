@@ -1,0 +1,137 @@
+"""Train and score end to end with the seeded hashing embedder (fast); the real model is in test_real_model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from selector.classifier import Classifier
+from selector.paths import demo_corpus_dir
+from selector.score import read_scores, score
+from selector.train import read_human_labels, train
+
+from .conftest import quick_config
+
+THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
+
+
+@pytest.fixture(scope="module")
+def demo_inputs(tmp_path_factory) -> Path:
+    """The embedded demo corpus, copied so tests can add shards."""
+    d = tmp_path_factory.mktemp("demo")
+    for f in sorted(demo_corpus_dir().glob("*.jsonl")):
+        shutil.copy(f, d / f.name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, demo_inputs) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("clf") / "c"
+    card = train([demo_inputs], quick_config(), out, progress=lambda m: None)
+    return out, card
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_card_records_what_the_classifier_was_trained_on(trained):
+    out, card = trained
+    assert card["themes"] == THEMES
+    assert set(card["seeds"]) == set(THEMES)
+    assert all(card["seeds"][t]["positive"] >= 25 for t in THEMES)
+    assert (
+        card["trained_on"]["sample_size"]
+        == card["trained_on"]["n_train"] + card["trained_on"]["n_validation"]
+    )
+    for t in THEMES:
+        v = card["validation"][t]
+        assert {"average_precision", "precision_at_0.5", "recall_at_0.5", "gate", "recall_at_gate"} <= set(v)
+        assert 0.0 <= card["gates"][t] <= 1.0
+    assert card["fasttext"]["threads"] == 1
+    assert json.loads((out / "card.json").read_text())["fingerprint"] == card["fingerprint"]
+
+
+def test_training_is_reproducible(trained, demo_inputs, cfg, tmp_path):
+    out, card = trained
+    again = tmp_path / "again"
+    card2 = train([demo_inputs], cfg, again, progress=lambda m: None)
+    for f in [*card["files"]["fasttext"].values(), "head.npz"]:
+        assert _digest(out / f) == _digest(again / f), f
+    assert card2["fingerprint"] == card["fingerprint"]
+    assert card2["gates"] == card["gates"]
+
+
+def test_score_writes_parts_stats_and_markers(trained, demo_inputs, cfg, tmp_path):
+    clf, _ = trained
+    summary = score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
+    sdir = tmp_path / "scores"
+    n_shards = len(list(demo_inputs.glob("*.jsonl")))
+    assert sorted(p.name for p in sdir.glob("part-*.done")) == [f"part-{i:05d}.done" for i in range(n_shards)]
+    df = read_scores(tmp_path)
+    for t in THEMES:
+        for prefix in ("ft", "score"):
+            col = df[f"{prefix}_{t}"]
+            assert col.null_count() == 0 and col.min() >= 0.0 and col.max() <= 1.0
+        emb = df[f"emb_{t}"]
+        assert emb.is_null().to_list() == (~df["embedded"]).to_list()
+    tot = summary.totals()
+    assert tot["documents_in"] == tot["scored"] + tot["skipped"] == df.height
+    stats = json.loads((sdir / "part-00000.stats.json").read_text())
+    assert stats["documents_in"] == stats["scored"] + stats["skipped"]
+    assert {"embedded", "seconds", "skipped_by_reason"} <= set(stats)
+    assert df["n_tokens"].to_list() == [-(-c // 4) for c in df["n_chars"].to_list()]
+
+
+def test_rerun_reuses_parts_and_force_redoes_them(trained, demo_inputs, cfg, tmp_path):
+    clf, _ = trained
+    score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
+    first = read_scores(tmp_path)
+    again = score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
+    assert again.skipped_parts == len(again.parts)
+    forced = score([demo_inputs], tmp_path, clf, cfg, force=True, progress=lambda m: None)
+    assert forced.skipped_parts == 0
+    assert read_scores(tmp_path).equals(first)
+
+
+def test_changed_config_invalidates_finished_parts(trained, demo_inputs, cfg, tmp_path):
+    clf, _ = trained
+    score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
+    other = score(
+        [demo_inputs], tmp_path, clf, cfg.replace("cascade", embedding_weight=0.5), progress=lambda m: None
+    )
+    assert other.skipped_parts == 0
+
+
+def test_two_workers_give_the_same_scores_as_one(trained, demo_inputs, cfg, tmp_path):
+    clf, _ = trained
+    score([demo_inputs], tmp_path / "one", clf, cfg, progress=lambda m: None)
+    score([demo_inputs], tmp_path / "two", clf, cfg, workers=2, progress=lambda m: None)
+    assert read_scores(tmp_path / "one").equals(read_scores(tmp_path / "two"))
+
+
+def test_gate_zero_embeds_everything(trained, demo_inputs, cfg, tmp_path):
+    clf, _ = trained
+    score([demo_inputs], tmp_path, clf, cfg.replace("cascade", gate=0.0), progress=lambda m: None)
+    df = read_scores(tmp_path)
+    assert df["embedded"].all()
+    c = Classifier.load(clf)
+    assert df["seed_honesty"].is_in(c.index.pos_ids["honesty"]).all()
+
+
+def test_human_labels_reach_the_card(demo_inputs, cfg, tmp_path):
+    first = pl.read_ndjson(sorted(demo_inputs.glob("*.jsonl"))[0]).head(3)["id"].to_list()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "doc_id,theme,label,reviewer,time\n"
+        f"{first[0]},honesty,on_theme,ann,2026-01-01\n{first[1]},honesty,off_theme,ann,x\n"
+        f"{first[2]},cooperation,unsure,ann,x\n"
+    )
+    assert read_human_labels(labels, THEMES) == {(first[0], "honesty"): 1, (first[1], "honesty"): 0}
+    card = train([demo_inputs], cfg, tmp_path / "c", labels_path=labels, progress=lambda m: None)
+    assert card["trained_on"]["human_labels"] == 2

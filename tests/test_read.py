@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import gzip
+import json
+
+import polars as pl
+import pytest
+
+from selector.config import ReadConfig
+from selector.errors import InputError
+from selector.read import ShardCounts, discover_shards, read_shard
+
+from .conftest import write_jsonl
+
+DOCS = [
+    {"id": f"d{i}", "url": f"https://x.example/{i}", "text": f"document number {i} " * 3} for i in range(7)
+]
+
+
+def read_all(path, cfg=None):
+    counts = ShardCounts()
+    (shard,) = discover_shards([path])
+    frames = list(read_shard(shard, cfg or ReadConfig(batch_size=3), counts))
+    df = pl.concat(frames) if frames else pl.DataFrame()
+    return df, counts
+
+
+def test_jsonl_batches_are_bounded_and_complete(tmp_path):
+    p = write_jsonl(tmp_path / "a.jsonl", DOCS)
+    counts = ShardCounts()
+    (shard,) = discover_shards([p])
+    sizes = [b.height for b in read_shard(shard, ReadConfig(batch_size=3), counts)]
+    assert sizes == [3, 3, 1]
+    assert counts.documents_in == 7 and counts.yielded == 7 and counts.n_skipped == 0
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".parquet"])
+def test_compressed_and_parquet_read_like_plain(tmp_path, suffix):
+    plain, _ = read_all(write_jsonl(tmp_path / "a.jsonl", DOCS))
+    p = tmp_path / f"b{suffix}"
+    blob = "".join(json.dumps(d) + "\n" for d in DOCS).encode()
+    if suffix == ".jsonl.gz":
+        p.write_bytes(gzip.compress(blob))
+    elif suffix == ".jsonl.zst":
+        import zstandard
+
+        p.write_bytes(zstandard.ZstdCompressor().compress(blob))
+    else:
+        pl.DataFrame(DOCS).write_parquet(p)
+    df, counts = read_all(p)
+    assert df.drop("source").equals(plain.drop("source"))
+    assert counts.documents_in == 7
+
+
+def test_bad_lines_are_counted_with_reasons(tmp_path):
+    lines = [
+        json.dumps(DOCS[0]).encode(),
+        b'{"id": "broken", "text": ',
+        json.dumps(DOCS[1]).encode(),
+        b'{"id": "bad-utf8", "text": "caf\xe9"}',
+        b"[1, 2]",
+        b'{"id": "e", "text": ""}',
+        b'{"id": "n", "text": null}',
+        b"",
+        json.dumps(DOCS[2]).encode(),
+    ]
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    df, counts = read_all(p, ReadConfig(batch_size=100))
+    assert df["doc_id"].to_list() == ["d0", "d1", "d2"]
+    assert df["row"].to_list() == [0, 2, 8]
+    assert dict(counts.skipped) == {
+        "malformed_json": 1,
+        "invalid_utf8": 1,
+        "not_a_json_object": 1,
+        "empty_text": 1,
+        "missing_text": 1,
+    }
+    assert counts.documents_in == 3 + 5 and counts.blank_lines == 1
+    assert any(f"{p}:2" in w and "malformed_json" in w for w in counts.warnings)
+
+
+def test_truncated_gzip_keeps_what_was_read_and_counts_the_loss(tmp_path):
+    blob = gzip.compress("".join(json.dumps(d) + "\n" for d in DOCS * 200).encode())
+    p = tmp_path / "cut.jsonl.gz"
+    p.write_bytes(blob[: len(blob) // 2])
+    df, counts = read_all(p, ReadConfig(batch_size=50))
+    assert 0 < df.height < 1400
+    assert counts.skipped["truncated_or_corrupt_file"] == 1
+    assert counts.documents_in == df.height + 1
+    assert any("Re-download" in w for w in counts.warnings)
+
+
+def test_missing_text_column_is_a_clear_error(tmp_path):
+    p = write_jsonl(
+        tmp_path / "c.jsonl", [{"id": 1, "content": "a long enough body of text for a guess here"}]
+    )
+    with pytest.raises(InputError) as e:
+        read_all(p)
+    assert (
+        str(e.value) == f'column "text" not found in {p}. Available: id, content. Use --text-column content.'
+    )
+
+
+def test_missing_text_column_in_parquet(tmp_path):
+    p = tmp_path / "c.parquet"
+    pl.DataFrame({"url": ["u"], "content": ["x"]}).write_parquet(p)
+    with pytest.raises(
+        InputError,
+        match='column "text" not found in .*c.parquet. Available: url, content. Use --text-column content.',
+    ):
+        read_all(p)
+
+
+def test_empty_file_is_zero_documents_with_a_warning(tmp_path):
+    p = tmp_path / "empty.jsonl"
+    p.write_bytes(b"")
+    df, counts = read_all(p)
+    assert df.height == 0 and counts.documents_in == 0
+    assert counts.warnings == [f"{p}: the shard is empty (no lines)."]
+
+
+def test_huge_document_is_skipped_not_loaded(tmp_path):
+    big = {"id": "big", "text": "x" * 5_000_000}
+    p = write_jsonl(tmp_path / "big.jsonl", [DOCS[0], big, DOCS[1]])
+    df, counts = read_all(p, ReadConfig(max_doc_chars=1_000_000))
+    assert df["doc_id"].to_list() == ["d0", "d1"]
+    assert counts.skipped["doc_too_long"] == 1
+
+
+def test_ids_are_derived_from_shard_and_row_when_absent(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write_jsonl(tmp_path / "sub" / "x.jsonl", [{"text": "one"}, {"text": "two"}])
+    (shard,) = discover_shards([tmp_path])
+    assert shard.label == "sub/x.jsonl"
+    df = pl.concat(list(read_shard(shard, ReadConfig())))
+    assert df["doc_id"].to_list() == ["sub/x.jsonl#0", "sub/x.jsonl#1"]
+    assert df["url"].to_list() == [None, None]
+
+
+def test_discover_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_shards([tmp_path / "nope"])
+    with pytest.raises(InputError, match="matched no file"):
+        discover_shards([str(tmp_path / "*.jsonl")])
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(InputError, match="unknown format"):
+        discover_shards([tmp_path / "notes.txt"])
