@@ -18,7 +18,7 @@ import numpy as np
 
 from .embed import SeedIndex
 from .errors import ClassifierError
-from .head import head_features, predict_logistic
+from .head import predict_logistic
 
 CARD = "card.json"
 HEAD = "head.npz"
@@ -138,10 +138,8 @@ class Classifier:
     def emb_scores(self, emb: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
         """Embedding-head probability per theme, and the seed evidence (nearest seeds) behind it."""
         ev = self.index.evidence(emb)
-        out = {}
-        for t in self.themes:
-            coef, bias = self.heads[t]
-            out[t] = predict_logistic(head_features(emb, ev[t]["pos"], ev[t]["neg"]), coef, bias)
+        x = emb.astype(np.float64)
+        out = {t: predict_logistic(x, *self.heads[t]) for t in self.themes}
         return out, ev
 
 

@@ -50,8 +50,8 @@ class CascadeConfig:
     gate: str | float = "auto"  # "auto": the classifier's calibrated gates; a number: one gate for all
     target_embed_fraction: float = 0.01
     gate_recall: float = 0.95
-    embedding_weight: float = 0.75
-    knn: int = 3
+    embedding_weight: float = 0.9
+    knn: int = 10
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,13 @@ class TrainConfig:
     validation_fraction: float = 0.2
     seed: int = 0
     teacher_threshold: float = 0.5
-    head_l2: float = 1.0
-    background_weight: float = 1.0
+    head_l2: float = 10.0
+    background_weight: float = 10.0
     positive_share: float = 0.2
+    pseudo_positive_fraction: float = 0.001
+    min_pseudo_positives: int = 5
+    teacher_rounds: int = 2
+    student_positive_fraction: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,20 @@ def _validate_section(name: str, obj: Any) -> None:
         _check(obj.head_l2 > 0, "train.head_l2", "> 0", obj.head_l2)
         _check(obj.background_weight > 0, "train.background_weight", "> 0", obj.background_weight)
         _check(0 < obj.positive_share < 1, "train.positive_share", "in (0, 1)", obj.positive_share)
+        _check(
+            0 <= obj.pseudo_positive_fraction < 0.5,
+            "train.pseudo_positive_fraction",
+            "in [0, 0.5)",
+            obj.pseudo_positive_fraction,
+        )
+        _check(obj.min_pseudo_positives >= 0, "train.min_pseudo_positives", ">= 0", obj.min_pseudo_positives)
+        _check(obj.teacher_rounds >= 1, "train.teacher_rounds", ">= 1", obj.teacher_rounds)
+        _check(
+            0 <= obj.student_positive_fraction < 0.5,
+            "train.student_positive_fraction",
+            "in [0, 0.5)",
+            obj.student_positive_fraction,
+        )
 
 
 def _build_section(name: str, raw: Any) -> Any:

@@ -1,16 +1,9 @@
-"""The embedding head: an L2-regularised logistic regression per theme, fitted by Newton's method.
-
-Features for theme t: the document's unit embedding, then the mean cosine to the k nearest positive
-seeds of t and to the k nearest near misses of t, and their difference. Deterministic (no RNG).
-"""
+"""The embedding head: an L2-regularised logistic regression per theme on the unit embedding, fitted by
+Newton's method. Deterministic (no RNG)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def head_features(emb: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    return np.hstack([emb, pos[:, None], neg[:, None], (pos - neg)[:, None]]).astype(np.float64)
 
 
 def fit_logistic(

@@ -1,10 +1,13 @@
 """Teacher-student training from seeds: `train(inputs, cfg, out_dir)` -> a classifier directory and its card.
 
 1. Sample `train.sample_size` documents of the user's corpus (seeded, order-independent hash sample).
-2. Embed the sample and the seeds; faiss gives each document its similarity to each theme's positive
-   and near-miss seeds. The teacher, per theme, is a logistic head on [embedding, similarities] fitted
-   to positive seeds versus near misses and corpus background (refitted once without the background
-   documents it finds on-theme). Its probability >= `train.teacher_threshold` labels the sample.
+2. Embed the sample and the seeds. Per theme, faiss ranks the sample by similarity to the positive seeds
+   minus half the similarity to the near misses; the top `train.pseudo_positive_fraction` become pseudo
+   positives (real documents in the corpus's own style, which seeds written by one hand lack). The
+   teacher is a logistic head on the embedding fitted to seeds and pseudo positives versus near misses
+   and the rest of the sample (background); it re-ranks the sample and picks the pseudo positives again,
+   `train.teacher_rounds` times. Its probability >= `train.teacher_threshold`, or being a final pseudo
+   positive, labels a document on-theme.
 3. fastText learns the teacher's labels (plus the seeds and any human labels) on one thread, so the same
    inputs, seeds and settings give byte-identical models; a held-out split measures it.
 4. Gates are calibrated on the held-out split: the lowest fastText probability per theme that lets at most
@@ -38,10 +41,10 @@ from .classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext
 from .config import Config
 from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
-from .head import fit_logistic, head_features, predict_logistic
+from .head import fit_logistic, predict_logistic
 from .metrics import average_precision, precision_recall_at
 from .read import ShardCounts, discover_shards, read_shard
-from .seeds import Seed, load_seeds, seed_hashes
+from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
 
 log = logging.getLogger(__name__)
@@ -136,31 +139,6 @@ def sample_corpus(
     return sample.drop("key"), info
 
 
-def _seed_evidence(
-    seed_emb: np.ndarray, seeds: list[Seed], index: SeedIndex, themes: list[str]
-) -> dict[str, dict[str, np.ndarray]]:
-    """Like SeedIndex.evidence, but leave-one-out: a seed is never its own nearest neighbour."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    k = index.k
-    for t in themes:
-        res = {}
-        for kind, mat, label in (("pos", index.pos[t], "positive"), ("neg", index.neg[t], "near_miss")):
-            if len(mat) == 0:
-                res[kind] = np.zeros(len(seeds), dtype=np.float32)
-                continue
-            sims = seed_emb @ mat.T
-            own = [i for i, s in enumerate(seeds) if s.theme == t and s.label == label]
-            for j, i in enumerate(own):
-                sims[i, j] = -np.inf
-            kk = min(k, mat.shape[0] - 1) if own else min(k, mat.shape[0])
-            kk = max(kk, 1)
-            top = -np.sort(-sims, axis=1)[:, :kk]
-            top = np.where(np.isfinite(top), top, 0.0)
-            res[kind] = top.mean(axis=1).astype(np.float32)
-        out[t] = res
-    return out
-
-
 def _write_fasttext_file(
     path: Path, texts: list[str], labels: list[list[str]], repeats: list[int], seed: int
 ) -> int:
@@ -253,7 +231,6 @@ def train(
     pos_ids = {t: [s.seed_id for s in seeds if s.theme == t and s.label == "positive"] for t in themes}
     index = SeedIndex(themes=themes, pos=pos, neg=neg, pos_ids=pos_ids, k=cfg.cascade.knn)
     ev_docs = index.evidence(doc_emb)
-    ev_seeds = _seed_evidence(seed_emb, seeds, index, themes)
 
     doc_ids = sample["doc_id"].to_list()
     human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
@@ -262,48 +239,55 @@ def train(
             if (d, t) in human:
                 human_rows[t][i] = human[(d, t)]
 
+    xs = seed_emb.astype(np.float64)
+    xd = doc_emb.astype(np.float64)
+    m_pseudo = min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
     heads: dict[str, tuple[np.ndarray, float]] = {}
     teacher_doc: dict[str, np.ndarray] = {}
     teacher_seed: dict[str, np.ndarray] = {}
     head_info: dict[str, Any] = {}
     for t in themes:
-        xs = head_features(seed_emb, ev_seeds[t]["pos"], ev_seeds[t]["neg"])
-        xd = head_features(doc_emb, ev_docs[t]["pos"], ev_docs[t]["neg"])
         own = np.array([s.theme == t for s in seeds])
         ys = np.array([1.0 if s.label == "positive" else 0.0 for s in seeds])
-        n_seed = int(own.sum())
-        bg = np.ones(n, dtype=bool)
+        seed_pos, seed_neg = xs[own & (ys > 0.5)], xs[own & (ys < 0.5)]
         hl = human_rows[t]
-        for i in hl:
-            bg[i] = False
+        h_pos = [i for i, v in hl.items() if v]
+        h_neg = [i for i, v in hl.items() if not v]
+        free = np.array([i for i in range(n) if i not in hl], dtype=np.int64)
+        # round 0 ranks the sample by seed similarity; later rounds by the head itself
+        rank = ev_docs[t]["pos"] - 0.5 * ev_docs[t]["neg"]
         coef, bias = np.zeros(xs.shape[1]), 0.0
-        for _round in range(2):
-            n_bg = int(bg.sum())
-            w_bg = tc.background_weight * n_seed / max(n_bg, 1)
-            x = np.vstack([xs[own], xd[bg], xd[list(hl)]]) if hl else np.vstack([xs[own], xd[bg]])
-            y = np.concatenate([ys[own], np.zeros(n_bg), np.array(list(hl.values()), dtype=float)])
-            w = np.concatenate([np.ones(n_seed), np.full(n_bg, w_bg), np.ones(len(hl))])
+        pseudo = free[:0]
+        for _round in range(tc.teacher_rounds):
+            order = free[np.argsort(-rank[free], kind="stable")]
+            pseudo, rest = order[:m_pseudo], order[m_pseudo:]
+            n_pos = len(seed_pos) + len(pseudo) + len(h_pos)
+            x = np.vstack([seed_pos, xd[pseudo], xd[h_pos], seed_neg, xd[h_neg], xd[rest]])
+            y = np.concatenate([np.ones(n_pos), np.zeros(len(seed_neg) + len(h_neg) + len(rest))])
+            w_bg = tc.background_weight * n_pos / max(len(rest), 1)
+            w = np.concatenate([np.ones(n_pos + len(seed_neg) + len(h_neg)), np.full(len(rest), w_bg)])
             coef, bias = fit_logistic(x, y, w, tc.head_l2)
-            p_docs = predict_logistic(xd, coef, bias)
-            # the second fit leaves out background documents the first one finds on-theme
-            bg = (p_docs < tc.teacher_threshold) & np.array([i not in hl for i in range(n)], dtype=bool)
+            rank = predict_logistic(xd, coef, bias)
         heads[t] = (coef, bias)
         p_docs = predict_logistic(xd, coef, bias)
         lab = p_docs >= tc.teacher_threshold
+        lab[pseudo] = True
+        n_student = round(tc.student_positive_fraction * len(free))
+        if n_student:
+            lab[free[np.argsort(-p_docs[free], kind="stable")[:n_student]]] = True
         for i, v in hl.items():
             lab[i] = bool(v)
         teacher_doc[t] = lab
         # seeds: their own theme's label as written; other themes as the teacher sees them
-        ps = predict_logistic(xs, coef, bias) >= tc.teacher_threshold
-        teacher_seed[t] = np.where(own, ys > 0.5, ps)
+        ps = predict_logistic(xs, coef, bias)
+        teacher_seed[t] = np.where(own, ys > 0.5, ps >= tc.teacher_threshold)
         head_info[t] = {
+            "pseudo_positives": len(pseudo),
             "teacher_positives_in_sample": int(lab.sum()),
             "teacher_positive_rate": round(float(lab.mean()) if n else 0.0, 6),
-            "seed_recall": round(
-                float((predict_logistic(xs[own & (ys > 0.5)], coef, bias) >= tc.teacher_threshold).mean()), 4
-            ),
-            "near_miss_pass_rate": round(
-                float((predict_logistic(xs[own & (ys < 0.5)], coef, bias) >= tc.teacher_threshold).mean())
+            "seed_recall_in_sample": round(float((ps[own & (ys > 0.5)] >= tc.teacher_threshold).mean()), 4),
+            "near_miss_pass_rate_in_sample": round(
+                float((ps[own & (ys < 0.5)] >= tc.teacher_threshold).mean())
                 if (own & (ys < 0.5)).any()
                 else 0.0,
                 4,
@@ -311,7 +295,7 @@ def train(
         }
         progress(
             f"teacher {t}: {int(lab.sum()):,} of {n:,} sample documents on-theme "
-            f"({100 * lab.mean() if n else 0:.2f}%)"
+            f"({100 * lab.mean() if n else 0:.2f}%, {len(pseudo)} of them pseudo positives)"
         )
 
     # --- fastText -----------------------------------------------------------------------------------
@@ -333,8 +317,10 @@ def train(
 
     # lines carrying a theme are repeated so each theme reaches about `positive_share` of the file
     n_lines = len(train_text)
-    n_pos = Counter(t for ll in train_labels for t in ll)
-    rep_of = {t: min(MAX_REPEAT, math.ceil(tc.positive_share * n_lines / max(n_pos[t], 1))) for t in themes}
+    pos_counts = Counter(t for ll in train_labels for t in ll)
+    rep_of = {
+        t: min(MAX_REPEAT, math.ceil(tc.positive_share * n_lines / max(pos_counts[t], 1))) for t in themes
+    }
     reps = [max([1, *(rep_of[t] for t in ll)]) for ll in train_labels]
 
     out = Path(out_dir)

@@ -51,7 +51,7 @@ def test_missing_text_column_exits_with_the_message(tmp_path):
 
 
 def test_bad_config_value_exits_naming_the_key(tmp_path):
-    cfg = (REPO / "configs" / "default.toml").read_text().replace("knn = 3", "knn = 0")
+    cfg = (REPO / "configs" / "default.toml").read_text().replace("knn = 10", "knn = 0")
     p = tmp_path / "c.toml"
     p.write_text(cfg.replace('"seeds/', f'"{REPO}/configs/seeds/'))
     r = run("score", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(p))
