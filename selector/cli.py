@@ -91,6 +91,33 @@ def _emit(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+def _apply(options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        for o in reversed(options):
+            f = o(f)
+        return f
+
+    return deco
+
+
+train_options = [
+    click.option(
+        "--labels",
+        "labels_path",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
+        help="Extra human labels for training: CSV doc_id,theme,label.",
+    ),
+    click.option(
+        "--sample-size", type=int, default=None, help="Documents to embed and label (default 20000)."
+    ),
+]
+
+
+def _with_sample_size(cfg: Any, sample_size: int | None) -> Any:
+    return cfg if sample_size is None else cfg.replace("train", sample_size=sample_size)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="selector")
 def cli() -> None:
@@ -115,14 +142,7 @@ def cli() -> None:
     type=click.Path(file_okay=False),
     help="Where the classifier goes, e.g. classifiers/mine.",
 )
-@click.option(
-    "--labels",
-    "labels_path",
-    type=click.Path(dir_okay=False, exists=True),
-    default=None,
-    help="Extra human labels: CSV doc_id,theme,label.",
-)
-@click.option("--sample-size", type=int, default=None, help="Documents to embed and label (default 20000).")
+@_apply(train_options)
 @config_options
 def train(
     inputs: tuple[str, ...],
@@ -140,8 +160,7 @@ def train(
     """
     from .train import train as run_train
 
-    if sample_size is not None:
-        cfg = cfg.replace("train", sample_size=sample_size)
+    cfg = _with_sample_size(cfg, sample_size)
     card = run_train(list(inputs), cfg, out_dir, labels_path=labels_path, progress=progress)
     _emit(
         {
@@ -193,15 +212,6 @@ score_options = [
 ]
 
 
-def _apply(options: list[Callable[..., Any]]) -> Callable[..., Any]:
-    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
-        for o in reversed(options):
-            f = o(f)
-        return f
-
-    return deco
-
-
 @cli.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True)
 @_apply(score_options)
@@ -233,7 +243,7 @@ def score(
     help="Input file, directory or glob (repeatable). Default: the embedded demo corpus.",
 )
 @_apply(score_options)
-@click.option("--sample-size", type=int, default=None, help="Documents to embed and label when training.")
+@_apply(train_options)
 @config_options
 def run(
     inputs: tuple[str, ...],
@@ -242,6 +252,7 @@ def run(
     workers: int,
     force: bool,
     gate: float | None,
+    labels_path: str | None,
     sample_size: int | None,
     cfg: Any,
     progress: Callable[[str], None],
@@ -257,10 +268,10 @@ def run(
 
     ins = list(inputs) or [str(demo_corpus_dir())]
     if classifier is None:
-        if sample_size is not None:
-            cfg = cfg.replace("train", sample_size=sample_size)
         classifier = str(Path(out_dir) / "classifier")
-        run_train(ins, cfg, classifier, progress=progress)
+        run_train(
+            ins, _with_sample_size(cfg, sample_size), classifier, labels_path=labels_path, progress=progress
+        )
     _emit(_score(ins, out_dir, classifier, cfg, workers, force, gate, progress))
 
 

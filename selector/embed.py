@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +45,12 @@ class Embedder:
     """Loads the model once; `encode(texts)` -> float32 array (n, dim) of unit vectors."""
 
     def __init__(self, cfg: EmbeddingConfig):
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.cfg = cfg
         path = resolve_model(cfg.model)
         try:
