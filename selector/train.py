@@ -329,6 +329,7 @@ def train(
     try:
         files: dict[str, str] = {}
         quantized: dict[str, bool] = {}
+        quant_drop: dict[str, float] = {}
         val_metrics: dict[str, Any] = {}
         jobs: list[tuple[str, str, list[list[str]]]]
         if cfg.fasttext.mode == "ova":
@@ -361,7 +362,8 @@ def train(
                     for t in full
                     if val_truth[t].any()
                 ]
-                if all(d < 0.01 for d in drops):
+                quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
+                if quant_drop[key] < 0.01:
                     suffix, full = ".ftz", q
             (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
             quantized[key] = suffix == ".ftz"
@@ -456,6 +458,7 @@ def train(
             "gates": gates,
             "validation_embed_fraction": embed_fraction,
             "quantized": quantized,
+            "quantization_mean_ap_drop": quant_drop,
             "embedding": {
                 "model": cfg.embedding.model,
                 "max_tokens": cfg.embedding.max_tokens,
