@@ -28,6 +28,8 @@ def reference() -> str:
 
 
 def main() -> None:
+    if sys.argv[1:]:
+        sys.exit("usage: python scripts/cli_reference.py   (rewrites the CLI reference in README.md)")
     readme = Path(__file__).resolve().parent.parent / "README.md"
     text = readme.read_text()
     if BEGIN not in text:

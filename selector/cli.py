@@ -3,6 +3,7 @@ progress on stderr."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -14,8 +15,9 @@ from typing import Any
 import click
 
 from . import __version__
+from .config import load_config
 from .errors import SelectorError
-from .paths import default_classifier_dir, demo_corpus_dir
+from .paths import default_classifier_dir, default_config_path, demo_config_path, demo_corpus_dir
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -64,8 +66,6 @@ def config_options(f: Callable[..., Any]) -> Callable[..., Any]:
         silent: bool,
         **kwargs: Any,
     ) -> Any:
-        from .config import load_config
-
         try:
             cfg = load_config(config_path)
             read_changes = {
@@ -267,6 +267,9 @@ def run(
     from .train import train as run_train
 
     ins = list(inputs) or [str(demo_corpus_dir())]
+    if not inputs and cfg.source == str(default_config_path()):
+        cfg = dataclasses.replace(load_config(demo_config_path()), read=cfg.read)
+        progress(f"no --input: running on the embedded demo corpus with {demo_config_path()}")
     if classifier is None:
         classifier = str(Path(out_dir) / "classifier")
         run_train(
@@ -288,8 +291,8 @@ def run(
     "labels_paths",
     required=True,
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="JSONL with doc_id/id and themes/meta.themes, or CSV doc_id,theme,label (repeatable).",
+    help="JSONL with doc_id/id and themes/meta.themes, or CSV doc_id,theme,label; a file, a directory or a "
+    "glob (repeatable).",
 )
 @click.option(
     "--column",
@@ -319,16 +322,16 @@ def eval_cmd(
     \b
     Example:
       selector eval --scores runs/dev --labels devset/labels.jsonl
-      selector eval --scores runs/demo --labels selector/demo/demo-00000.jsonl --labels ...
+      selector eval --scores runs/demo --labels selector/demo/
     """
     import polars as pl
 
-    from .evaluate import evaluate, read_labels
+    from .evaluate import evaluate, label_files, read_labels
     from .score import read_scores
 
     scores = read_scores(scores_dir)
     themes = [c[len("score_") :] for c in scores.columns if c.startswith("score_")]
-    labels = pl.concat([read_labels(p, themes) for p in labels_paths]).unique(
+    labels = pl.concat([read_labels(p, themes) for p in label_files(list(labels_paths))]).unique(
         "doc_id", keep="last", maintain_order=True
     )
     _emit(evaluate(scores, labels, themes, prefix=column, budget=budget))

@@ -284,13 +284,36 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
     return Config(themes=tuple(themes), source=source, **sections)
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read a TOML config (the project's `configs/default.toml` when `path` is None) and validate it."""
-    p = Path(path) if path is not None else default_config_path()
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_toml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Parse a TOML file; `extends = "other.toml"` (relative to it) is read first and overridden key by key.
+    Relative seed paths are made absolute against the file that names them."""
     if not p.exists():
         raise ConfigError(f"config file {p} not found. Pass --config PATH or copy configs/default.toml.")
+    if p.resolve() in seen:
+        raise ConfigError(f"{p}: extends loops back to itself ({' -> '.join(map(str, seen))}).")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p} is not valid TOML: {e}") from e
-    return config_from_dict(raw, p.parent, source=str(p))
+    for t in (raw.get("themes") or {}).values():
+        if isinstance(t, dict) and isinstance(t.get("seeds"), str) and not Path(t["seeds"]).is_absolute():
+            t["seeds"] = str((p.parent / t["seeds"]).resolve())
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{p}: extends must be the path of another config file, got {parent!r}")
+    return _merge(_read_toml((p.parent / parent), (*seen, p.resolve())), raw)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a TOML config (the project's `configs/default.toml` when `path` is None) and validate it."""
+    p = Path(path) if path is not None else default_config_path()
+    return config_from_dict(_read_toml(p), p.parent, source=str(p))

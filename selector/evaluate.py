@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob as globmod
 import gzip
 import json
 import math
@@ -57,6 +58,25 @@ def read_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
     for t in themes:
         data[f"label_{t}"] = [rows[d].get(t) for d in rows]
     return pl.DataFrame(data, schema={"doc_id": pl.String, **{f"label_{t}": pl.Boolean for t in themes}})
+
+
+def label_files(values: list[str]) -> list[Path]:
+    """Expand --labels values: files, directories (their .jsonl/.jsonl.gz/.csv files) and globs."""
+    out: list[Path] = []
+    for v in values:
+        p = Path(v)
+        if any(ch in v for ch in "*?["):
+            found = sorted(Path(m) for m in globmod.glob(v, recursive=True))
+        elif p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.name.endswith((".jsonl", ".jsonl.gz", ".csv")))
+        else:
+            found = [p]
+        if not found:
+            raise InputError(
+                f"--labels {v}: no labels file found there (looked for .jsonl, .jsonl.gz, .csv)."
+            )
+        out.extend(found)
+    return out
 
 
 def evaluate(

@@ -24,6 +24,11 @@ def default_config_path() -> Path:
     return configs_dir() / "default.toml"
 
 
+def demo_config_path() -> Path:
+    """`configs/demo.toml`: the default config with teacher shares for a corpus that is 30% on-theme."""
+    return configs_dir() / "demo.toml"
+
+
 def default_classifier_dir() -> Path:
     """`classifiers/default/`: the classifier the project ships, trained by scripts/train_default.py."""
     return _first_existing(_REPO / "classifiers" / "default", _PKG / "_bundled" / "classifiers" / "default")

@@ -6,6 +6,7 @@ yielded or counted in `ShardCounts.skipped` with its reason, so `documents_in = 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import gzip
 import io
@@ -226,9 +227,37 @@ def _check_text_column(shard: Shard, cfg: ReadConfig, first_line: bytes) -> None
         return  # the line itself is bad; it is counted when parsed
     if isinstance(obj, dict) and cfg.text_column not in obj:
         keys = ", ".join(list(obj)[:20])
-        guess = next((k for k in obj if isinstance(obj[k], str) and len(obj[k]) > 40), None)
-        hint = f" Use --text-column {guess}." if guess else " Use --text-column NAME."
+        strings = {k: v for k, v in obj.items() if isinstance(v, str)}
+        hint = f" Use --text-column {_guess_text_column(strings)}." if strings else " Use --text-column NAME."
         raise InputError(f'column "{cfg.text_column}" not found in {shard.source}. Available: {keys}.{hint}')
+
+
+TEXT_COLUMN_NAMES = ("text", "content", "raw_content", "body", "document", "article", "page_content")
+
+
+def _guess_text_column(strings: dict[str, str]) -> str:
+    """The likeliest text column: a well-known name, else the longest string value."""
+    for name in TEXT_COLUMN_NAMES:
+        if name in strings:
+            return name
+    return max(strings, key=lambda k: len(strings[k]))
+
+
+def check_shard(shard: Shard, cfg: ReadConfig) -> None:
+    """Fail early, before any output is written, when a shard cannot be read or lacks the text column."""
+    if not os.path.exists(shard.source):
+        raise InputError(f"input {shard.source} does not exist.")
+    if shard.format == "parquet":
+        next(_parquet_batches(shard, dataclasses.replace(cfg, batch_size=1), ShardCounts()), None)
+        return
+    try:
+        with _open_binary(shard.source) as fh:
+            for line in fh:
+                if line.strip():
+                    _check_text_column(shard, cfg, line.strip())
+                    return
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError):
+        return  # a damaged stream is counted when the shard is read
 
 
 def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterator[pl.DataFrame]:
@@ -299,7 +328,7 @@ def _parquet_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iter
         ) from e
     names = pf.schema_arrow.names
     if cfg.text_column not in names:
-        guess = next((n for n in names if n in ("text", "content", "raw_content", "body")), None)
+        guess = next((n for n in TEXT_COLUMN_NAMES if n in names), None)
         hint = f" Use --text-column {guess}." if guess else " Use --text-column NAME."
         raise InputError(
             f'column "{cfg.text_column}" not found in {shard.source}. Available: {", ".join(names)}.{hint}'

@@ -28,7 +28,7 @@ from .classifier import Classifier
 from .config import Config
 from .embed import make_embedder
 from .errors import ClassifierError, SelectorError
-from .read import Shard, ShardCounts, discover_shards, read_shard
+from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .text import fasttext_input, n_tokens_expr
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,8 @@ def score(
     """Score every shard of `inputs` into `out_dir/scores/`; finished parts are reused unless `force`."""
     t0 = time.time()
     shards = discover_shards(inputs)
+    for sh in shards:
+        check_shard(sh, cfg.read)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
     sdir = Path(out_dir) / SCORES
     sdir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .metrics import average_precision, precision_recall_at
-from .read import ShardCounts, discover_shards, read_shard
+from .read import ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
 
@@ -195,7 +195,10 @@ def train(
     human = read_human_labels(labels_path, themes) if labels_path else {}
     seeds = load_seeds(cfg)
 
-    progress(f"sampling up to {tc.sample_size:,} documents from {len(list(inputs))} input(s)")
+    shards = discover_shards(inputs)
+    for sh in shards:
+        check_shard(sh, cfg.read)
+    progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
     sample, read_info = sample_corpus(inputs, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
     n = sample.height
     progress(
