@@ -89,3 +89,20 @@ def test_readme_quickstart_has_exactly_two_commands():
     cmds = [ln for ln in block.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
     assert cmds == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     assert Path(REPO / ".ci" / "run").read_text().strip().endswith("bash scripts/test.sh")
+
+
+def test_bad_input_fails_before_any_output_is_written(tmp_path):
+    good = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "fine"}])
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "b", "content": "no text column here"}])
+    r = run("score", str(good), str(bad), "--out", str(tmp_path / "o"), "--silent")
+    assert r.exit_code == 1 and 'column "text" not found' in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_labels_accept_a_directory_and_a_glob(tmp_path):
+    from selector.evaluate import label_files
+
+    write_jsonl(tmp_path / "x.jsonl", [{"id": "a", "meta": {"themes": []}}])
+    (tmp_path / "y.csv").write_text("doc_id,theme,label\na,honesty,on_theme\n")
+    assert [p.name for p in label_files([str(tmp_path)])] == ["x.jsonl", "y.csv"]
+    assert [p.name for p in label_files([str(tmp_path / "*.csv")])] == ["y.csv"]

@@ -59,3 +59,26 @@ def test_theme_threshold_validated():
     raw["themes"]["honesty"]["threshold"] = 2
     with pytest.raises(ConfigError, match=r"themes.honesty.threshold must be a number in \[0, 1\], got 2"):
         config_from_dict(raw, Path("."))
+
+
+def test_extends_overrides_only_the_keys_it_sets(tmp_path):
+    child = tmp_path / "mine.toml"
+    child.write_text(f'extends = "{REPO}/configs/default.toml"\n[train]\nsample_size = 500\n')
+    cfg, base = load_config(child), load_config()
+    assert cfg.train.sample_size == 500
+    assert cfg.train.seed == base.train.seed and cfg.themes == base.themes
+
+
+def test_demo_config_extends_the_default():
+    from selector.paths import demo_config_path
+
+    demo, base = load_config(demo_config_path()), load_config()
+    assert demo.train.pseudo_positive_fraction > base.train.pseudo_positive_fraction
+    assert demo.embedding == base.embedding
+
+
+def test_extends_loop_is_an_error(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="extends loops back"):
+        load_config(tmp_path / "a.toml")
