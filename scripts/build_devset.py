@@ -13,8 +13,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-THEMES = ("honesty", "cooperation", "cooperative_ai", "ai_risk")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
