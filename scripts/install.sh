@@ -15,10 +15,13 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && python -c "import selec
   exit 0
 fi
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet "torch==2.13.0" || {
-  echo "torch==2.13.0 (CPU) could not be installed; trying the CPU wheel index" >&2
-  python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
-}
+if ! python -c "import torch" 2>/dev/null; then
+  python -m pip install --quiet "torch==2.13.0" || {
+    echo "error: torch==2.13.0 could not be installed. Install a CPU build of torch into .venv first" >&2
+    echo "(.venv/bin/pip install torch==VERSION from your CPU wheel source), then rerun this script." >&2
+    exit 1
+  }
+fi
 python -m pip install --quiet -e '.[dev]'
 echo "$want" > "$stamp"
 echo "installed selector $(python -c 'import selector; print(selector.__version__)') in .venv" >&2
