@@ -171,6 +171,8 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
     schema = pl.DataFrame(schema=output_schema(scorer.themes)).to_arrow().schema
     writer = pq.ParquetWriter(tmp, schema, compression="zstd")
     n_scored = n_embedded = 0
+    thresholds = {t.name: t.threshold for t in scorer.cfg.themes if t.name in scorer.themes}
+    above = dict.fromkeys(thresholds, 0)
     try:
         for batch in read_shard(task.shard, scorer.cfg.read, counts):
             if batch.height == 0:
@@ -178,6 +180,8 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
             df = scorer.score_batch(batch)
             n_scored += df.height
             n_embedded += int(df["embedded"].sum())
+            for t, thr in thresholds.items():
+                above[t] += int((df[f"score_{t}"] >= thr).sum())
             writer.write_table(df.to_arrow().cast(schema))
         writer.close()
     except BaseException:
@@ -201,6 +205,7 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
         "blank_lines": counts.blank_lines,
         "embedded": n_embedded,
         "embedded_fraction": round(n_embedded / n_scored, 6) if n_scored else 0.0,
+        "above_threshold": above,
         "seconds": round(seconds, 3),
         "docs_per_second": round(n_scored / seconds, 1) if seconds > 0 else None,
         "warnings": counts.warnings,
@@ -243,6 +248,11 @@ class ScoreSummary:
             for r, c in p.get("skipped_by_reason", {}).items():
                 reasons[r] = reasons.get(r, 0) + c
         tot["skipped_by_reason"] = dict(sorted(reasons.items()))
+        above: dict[str, int] = {}
+        for p in self.parts:
+            for t, c in p.get("above_threshold", {}).items():
+                above[t] = above.get(t, 0) + c
+        tot["above_threshold"] = above
         tot["embedded_fraction"] = round(tot["embedded"] / tot["scored"], 6) if tot["scored"] else 0.0
         tot["parts"] = len(self.parts)
         tot["parts_reused"] = self.skipped_parts

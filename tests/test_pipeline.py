@@ -85,6 +85,7 @@ def test_score_writes_parts_stats_and_markers(trained, demo_inputs, cfg, tmp_pat
     stats = json.loads((sdir / "part-00000.stats.json").read_text())
     assert stats["documents_in"] == stats["scored"] + stats["skipped"]
     assert {"embedded", "seconds", "skipped_by_reason"} <= set(stats)
+    assert tot["above_threshold"] == {t: int((df[f"score_{t}"] >= 0.5).sum()) for t in THEMES}
     assert df["n_tokens"].to_list() == [-(-c // 4) for c in df["n_chars"].to_list()]
 
 
