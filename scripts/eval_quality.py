@@ -98,6 +98,9 @@ def main() -> None:
         cells = []
         for t in THEMES:
             m = rep["themes"][t]
+            if m["average_precision"] is None:  # no labelled positive for this theme
+                cells.append("n/a")
+                continue
             cells.append(f"{m['average_precision']:.3f} / {m['recall_at_budget']:.2f}")
         emb = {"keyword regex": "0%", "fastText alone": "0%"}.get(
             name, f"{100 * rep.get('embedded_fraction', 1.0):.2f}%"

@@ -102,7 +102,16 @@ class Classifier:
                 f"no classifier at {p} ({CARD} missing). Train one with `selector train INPUT --out {p}`, "
                 "or omit --classifier to use the default one."
             )
-        card = json.loads(card_path.read_text())
+        try:
+            return cls._load(p, json.loads(card_path.read_text()))
+        except (KeyError, ValueError, OSError) as e:
+            raise ClassifierError(
+                f"classifier {p} is incomplete or from an incompatible version ({type(e).__name__}: {e}). "
+                "Retrain it with `selector train`."
+            ) from e
+
+    @classmethod
+    def _load(cls, p: Path, card: dict[str, Any]) -> Classifier:
         themes = list(card["themes"])
         models: dict[str, Any] = {}
         for key, fname in card["files"]["fasttext"].items():

@@ -49,7 +49,6 @@ class EmbeddingConfig:
 class CascadeConfig:
     gate: str | float = "auto"  # "auto": the classifier's calibrated gates; a number: one gate for all
     target_embed_fraction: float = 0.01
-    gate_recall: float = 0.95
     embedding_weight: float = 0.9
     knn: int = 10
 
@@ -167,7 +166,6 @@ def _validate_section(name: str, obj: Any) -> None:
             "in (0, 1]",
             obj.target_embed_fraction,
         )
-        _check(0 < obj.gate_recall <= 1, "cascade.gate_recall", "in (0, 1]", obj.gate_recall)
         _check(0 <= obj.embedding_weight <= 1, "cascade.embedding_weight", "in [0, 1]", obj.embedding_weight)
         _check(obj.knn >= 1, "cascade.knn", ">= 1", obj.knn)
     elif name == "fasttext":

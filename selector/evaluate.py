@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from .errors import InputError
@@ -125,8 +124,3 @@ def top_false_positives(
         .sort(f"{prefix}_{theme}", descending=True)
         .head(n)
     )
-
-
-def mean_ap(report: dict[str, Any]) -> float:
-    vals = [v["average_precision"] for v in report["themes"].values() if v["average_precision"] is not None]
-    return float(np.mean(vals)) if vals else float("nan")

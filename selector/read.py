@@ -130,7 +130,28 @@ def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
             raise InputError(f"input {s} does not exist.")
     if not shards:
         raise InputError(f"no JSONL or Parquet shard found in {', '.join(map(str, inputs))}.")
-    return sorted(shards.values(), key=lambda sh: sh.source)
+    # the same file named twice (./d/a.jsonl and d/a.jsonl) is one shard
+    unique: dict[str, Shard] = {}
+    for sh in sorted(shards.values(), key=lambda sh: sh.source):
+        unique.setdefault(os.path.realpath(sh.source), sh)
+    return _distinct_labels(list(unique.values()))
+
+
+def _distinct_labels(shards: list[Shard]) -> list[Shard]:
+    """Labels make derived ids (`<label>#<row>`): where two shards share one (a/x.jsonl and b/x.jsonl), both
+    get their path relative to the common parent of all shards instead."""
+    by_label: dict[str, int] = {}
+    for sh in shards:
+        by_label[sh.label] = by_label.get(sh.label, 0) + 1
+    if all(c == 1 for c in by_label.values()):
+        return shards
+    root = os.path.commonpath([os.path.dirname(os.path.realpath(sh.source)) for sh in shards])
+    return [
+        Shard(sh.source, Path(os.path.relpath(os.path.realpath(sh.source), root)).as_posix(), sh.format)
+        if by_label[sh.label] > 1
+        else sh
+        for sh in shards
+    ]
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -143,6 +164,24 @@ def _open_binary(path: str) -> IO[bytes]:
         raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[arg-type]
     return open(path, "rb")
+
+
+def _zstd_errors() -> tuple[type[Exception], ...]:
+    try:
+        import zstandard
+    except ImportError:
+        return ()
+    return (zstandard.ZstdError,)
+
+
+# what a damaged compressed stream raises while it is read
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    OSError,
+    *_zstd_errors(),
+)
 
 
 def _make_frame(
@@ -256,7 +295,7 @@ def check_shard(shard: Shard, cfg: ReadConfig) -> None:
                 if line.strip():
                     _check_text_column(shard, cfg, line.strip())
                     return
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError):
+    except STREAM_ERRORS:
         return  # a damaged stream is counted when the shard is read
 
 
@@ -301,7 +340,7 @@ def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterat
                 if len(lines) >= cfg.batch_size:
                     yield flush()
                     lines, rows = [], []
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+    except STREAM_ERRORS as e:
         if isinstance(e, FileNotFoundError | PermissionError):
             raise InputError(f"cannot open {shard.source}: {e}") from e
         counts.skip("truncated_or_corrupt_file", where=None)

@@ -10,6 +10,7 @@ matches the same shard, config and classifier.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -137,6 +138,18 @@ class ShardScorer:
         return base.with_columns(**cols)
 
 
+def scoring_hash(cfg: Config) -> str:
+    """Hash of the settings that change a part's rows (not training settings, paths or batch sizes)."""
+    r = cfg.read
+    keys = {
+        "read": [r.text_column, r.id_column, r.url_column, r.max_doc_chars, r.min_doc_chars],
+        "cascade": [cfg.cascade.gate, cfg.cascade.embedding_weight],
+        "embedding": [cfg.embedding.bf16, cfg.embedding.device],
+        "themes": [(t.name, t.threshold) for t in cfg.themes],
+    }
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Task:
     index: int
@@ -184,15 +197,15 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
                 above[t] += int((df[f"score_{t}"] >= thr).sum())
             writer.write_table(df.to_arrow().cast(schema))
         writer.close()
+        if counts.documents_in != n_scored + counts.n_skipped:
+            raise SelectorError(
+                f"{task.shard.source}: {counts.documents_in} documents read but {n_scored} scored and "
+                f"{counts.n_skipped} skipped; this is a bug, please report it."
+            )
     except BaseException:
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    if counts.documents_in != n_scored + counts.n_skipped:
-        raise SelectorError(
-            f"{task.shard.source}: {counts.documents_in} documents read but {n_scored} scored and "
-            f"{counts.n_skipped} skipped; this is a bug, please report it."
-        )
     os.replace(tmp, final)
     seconds = time.time() - t0
     stats = {
@@ -277,7 +290,10 @@ def score(
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
     sdir = Path(out_dir) / SCORES
     sdir.mkdir(parents=True, exist_ok=True)
-    base_sig = {"config_hash": cfg.hash(), "classifier": scorer.clf.identity}
+    # leftovers of an interrupted run (a killed worker cannot clean up after itself)
+    for leftover in sdir.glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+    base_sig = {"scoring": scoring_hash(cfg), "classifier": scorer.clf.identity}
     tasks = [Task(i, sh, str(sdir), {**base_sig, "shard": sh.fingerprint()}) for i, sh in enumerate(shards)]
     todo, done = [], []
     for task in tasks:
@@ -286,6 +302,7 @@ def score(
             not force
             and _marker_matches(sdir / f"{name}.done", task.signature)
             and (sdir / f"{name}.parquet").exists()
+            and (sdir / f"{name}.stats.json").exists()
         ):
             done.append(json.loads((sdir / f"{name}.stats.json").read_text()))
         else:

@@ -146,3 +146,25 @@ def test_discover_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(InputError, match="unknown format"):
         discover_shards([tmp_path / "notes.txt"])
+
+
+def test_shards_with_the_same_file_name_get_distinct_ids(tmp_path):
+    """Regression: a/x.jsonl and b/x.jsonl both derived ids `x.jsonl#0` and collided."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        write_jsonl(tmp_path / d / "x.jsonl", [{"text": "one"}])
+    shards = discover_shards([str(tmp_path / "*" / "x.jsonl"), str(tmp_path / "a" / ".." / "a" / "x.jsonl")])
+    assert [s.label for s in shards] == ["a/x.jsonl", "b/x.jsonl"]
+    ids = [pl.concat(list(read_shard(s, ReadConfig())))["doc_id"][0] for s in shards]
+    assert ids == ["a/x.jsonl#0", "b/x.jsonl#0"]
+
+
+def test_corrupt_zstd_is_counted_not_fatal(tmp_path):
+    import zstandard
+
+    blob = zstandard.ZstdCompressor().compress("".join(json.dumps(d) + "\n" for d in DOCS).encode())
+    p = tmp_path / "bad.jsonl.zst"
+    p.write_bytes(blob[:20] + b"\x00" * 40 + blob[60:])
+    df, counts = read_all(p)
+    assert counts.skipped["truncated_or_corrupt_file"] == 1
+    assert counts.documents_in == df.height + counts.n_skipped
