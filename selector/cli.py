@@ -331,8 +331,12 @@ def eval_cmd(
 
     scores = read_scores(scores_dir)
     themes = [c[len("score_") :] for c in scores.columns if c.startswith("score_")]
-    labels = pl.concat([read_labels(p, themes) for p in label_files(list(labels_paths))]).unique(
-        "doc_id", keep="last", maintain_order=True
+    frames = [read_labels(p, themes) for p in label_files(list(labels_paths))]
+    # a document labelled in several files keeps every theme's label (the last file wins per theme)
+    labels = (
+        pl.concat(frames)
+        .group_by("doc_id", maintain_order=True)
+        .agg([pl.col(f"label_{t}").drop_nulls().last() for t in themes])
     )
     _emit(evaluate(scores, labels, themes, prefix=column, budget=budget))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import glob as globmod
 import gzip
 import json
@@ -13,8 +12,8 @@ from typing import Any
 import polars as pl
 
 from .errors import InputError
+from .labels import read_label_csv
 from .metrics import average_precision, recall_at_budget
-from .train import IGNORED_LABELS, NEGATIVE_LABELS, POSITIVE_LABELS
 
 
 def read_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
@@ -27,17 +26,8 @@ def read_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
         raise InputError(f"labels file {p} not found.")
     rows: dict[str, dict[str, bool | None]] = {}
     if p.suffix == ".csv":
-        with p.open(newline="", encoding="utf-8") as fh:
-            for n, r in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    doc, theme, lab = r["doc_id"], r["theme"], r["label"].strip().lower()
-                except KeyError as e:
-                    raise InputError(f"{p}: expected CSV columns doc_id,theme,label; missing {e}.") from e
-                if theme not in themes or lab in IGNORED_LABELS:
-                    continue
-                if lab not in POSITIVE_LABELS | NEGATIVE_LABELS:
-                    raise InputError(f"{p}:{n}: unknown label {r['label']!r}.")
-                rows.setdefault(doc, {})[theme] = lab in POSITIVE_LABELS
+        for (doc, theme), v in read_label_csv(p, themes).items():
+            rows.setdefault(doc, {})[theme] = bool(v)
     else:
         opener = gzip.open if p.suffix == ".gz" else open
         with opener(p, "rt", encoding="utf-8") as fh:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -42,6 +41,7 @@ from .config import Config
 from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
+from .labels import read_label_csv
 from .metrics import average_precision, precision_recall_at
 from .read import ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
@@ -49,9 +49,6 @@ from .text import fasttext_input
 
 log = logging.getLogger(__name__)
 
-POSITIVE_LABELS = {"1", "on", "on_theme", "on-theme", "yes", "true", "positive", "pos"}
-NEGATIVE_LABELS = {"0", "off", "off_theme", "off-theme", "no", "false", "negative", "neg"}
-IGNORED_LABELS = {"unsure", "?", "skip", ""}
 MAX_REPEAT = 50
 
 
@@ -63,34 +60,8 @@ def _key(seed: int, salt: str, *parts: object) -> int:
 
 
 def read_human_labels(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
-    """`doc_id,theme,label[,reviewer,time]` CSV -> {(doc_id, theme): 0/1}; `unsure` rows are ignored, and
-    when a document was labelled twice for a theme the last row wins."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"labels file {p} not found.")
-    out: dict[tuple[str, str], int] = {}
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        need = {"doc_id", "theme", "label"}
-        if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise InputError(
-                f"{p}: expected a CSV header with doc_id,theme,label; found {reader.fieldnames}."
-            )
-        for n, r in enumerate(reader, start=2):
-            theme, lab = r["theme"].strip(), r["label"].strip().lower()
-            if theme not in themes:
-                raise InputError(f"{p}:{n}: theme {theme!r} is not configured ({', '.join(themes)}).")
-            if lab in IGNORED_LABELS:
-                continue
-            if lab in POSITIVE_LABELS:
-                out[(r["doc_id"], theme)] = 1
-            elif lab in NEGATIVE_LABELS:
-                out[(r["doc_id"], theme)] = 0
-            else:
-                raise InputError(
-                    f"{p}:{n}: label {r['label']!r} is not one of on_theme/off_theme/unsure (or 1/0)."
-                )
-    return out
+    """Extra human labels for training (see selector/labels.py)."""
+    return read_label_csv(path, themes)
 
 
 def sample_corpus(
@@ -331,6 +302,7 @@ def train(
     tmp = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent))
     try:
         files: dict[str, str] = {}
+        val_probs: dict[str, np.ndarray] = {}  # the kept model's validation probabilities, per theme
         quantized: dict[str, bool] = {}
         quant_drop: dict[str, float] = {}
         val_metrics: dict[str, Any] = {}
@@ -372,6 +344,7 @@ def train(
             quantized[key] = suffix == ".ftz"
             fname = stem + suffix
             files[key] = fname
+            val_probs.update(full)
             for t, p in full.items():
                 truth = val_truth[t]
                 prec, rec = precision_recall_at(p, truth, 0.5)
@@ -385,13 +358,6 @@ def train(
             os.remove(train_file)
 
         # --- gates ------------------------------------------------------------------------------------
-        val_probs: dict[str, np.ndarray] = {}
-        for key, fname in files.items():
-            m = load_fasttext(tmp / fname)
-            if key == "ova":
-                val_probs.update(fasttext_probs(m, val_text, themes, "ova"))
-            else:
-                val_probs.update(fasttext_probs(m, val_text, themes, "binary", theme=key))
         per_theme = cfg.cascade.target_embed_fraction / len(themes)
         gates: dict[str, float] = {}
         for t in themes:
@@ -480,8 +446,13 @@ def train(
         if out.exists():
             if not (out / CARD).exists() and any(out.iterdir()):
                 raise SelectorError(f"{out} exists and is not a classifier directory; choose another --out.")
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+            # the old classifier is moved aside, not deleted, until the new one is in place
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

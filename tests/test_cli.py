@@ -106,3 +106,24 @@ def test_labels_accept_a_directory_and_a_glob(tmp_path):
     (tmp_path / "y.csv").write_text("doc_id,theme,label\na,honesty,on_theme\n")
     assert [p.name for p in label_files([str(tmp_path)])] == ["x.jsonl", "y.csv"]
     assert [p.name for p in label_files([str(tmp_path / "*.csv")])] == ["y.csv"]
+
+
+def test_labels_from_several_files_are_merged_per_theme(tmp_path, cfg):
+    """Regression: a document labelled for honesty in one file and cooperation in another lost one label."""
+    from selector.score import score
+    from selector.train import train
+
+    docs = [
+        {"id": f"d{i}", "text": f"neighbours share tools and trust each other {i} " * 4} for i in range(12)
+    ]
+    p = write_jsonl(tmp_path / "d.jsonl", docs)
+    train([p], cfg, tmp_path / "clf", progress=lambda m: None)
+    score([p], tmp_path / "run", tmp_path / "clf", cfg, progress=lambda m: None)
+    (tmp_path / "a.csv").write_text("doc_id,theme,label\nd0,honesty,off_theme\n")
+    (tmp_path / "b.csv").write_text("doc_id,theme,label\nd0,cooperation,on_theme\nd1,cooperation,off_theme\n")
+    r = run("eval", "--scores", str(tmp_path / "run"), "--labels", str(tmp_path / "*.csv"), "--silent")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["themes"]["honesty"]["labelled"] == 1
+    assert rep["themes"]["cooperation"]["labelled"] == 2
+    assert rep["themes"]["cooperation"]["positives"] == 1
