@@ -257,13 +257,15 @@ def run(
     cfg: Any,
     progress: Callable[[str], None],
 ) -> None:
-    """Train a classifier on the input (unless --classifier is given), then score it.
+    """Train a classifier on the input (unless --classifier is given), then score it. A classifier
+    already in OUT/classifier from the same inputs, seeds, labels and settings is reused (--force retrains).
 
     \b
     Examples:
       selector run --out runs/demo
       selector run --input dumps/ --out runs/cc --workers 2
     """
+    from .train import is_current
     from .train import train as run_train
 
     ins = list(inputs) or [str(demo_corpus_dir())]
@@ -272,9 +274,11 @@ def run(
         progress(f"no --input: running on the embedded demo corpus with {demo_config_path()}")
     if classifier is None:
         classifier = str(Path(out_dir) / "classifier")
-        run_train(
-            ins, _with_sample_size(cfg, sample_size), classifier, labels_path=labels_path, progress=progress
-        )
+        cfg_train = _with_sample_size(cfg, sample_size)
+        if not force and is_current(classifier, ins, cfg_train, labels_path):
+            progress(f"{classifier} was trained from the same inputs, seeds and settings; reusing it")
+        else:
+            run_train(ins, cfg_train, classifier, labels_path=labels_path, progress=progress)
     _emit(_score(ins, out_dir, classifier, cfg, workers, force, gate, progress))
 
 

@@ -43,7 +43,7 @@ from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .labels import read_label_csv
 from .metrics import average_precision, precision_recall_at
-from .read import ShardCounts, check_shard, discover_shards, read_shard
+from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
 
@@ -62,6 +62,31 @@ def _key(seed: int, salt: str, *parts: object) -> int:
 def read_human_labels(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
     """Extra human labels for training (see selector/labels.py)."""
     return read_label_csv(path, themes)
+
+
+def inputs_fingerprint(shards: Sequence[Shard]) -> str:
+    """Changes when any shard is added, removed, resized or touched."""
+    blob = json.dumps([s.fingerprint() | {"source": s.label} for s in shards], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_current(
+    out_dir: str | Path, inputs: Sequence[str | Path], cfg: Config, labels_path: str | Path | None
+) -> bool:
+    """True when `out_dir` holds a classifier trained from these inputs, seeds, labels and settings."""
+    card_path = Path(out_dir) / CARD
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return False
+    labels_hash = hashlib.sha256(Path(labels_path).read_bytes()).hexdigest() if labels_path else None
+    return bool(
+        card.get("config_hash") == cfg.hash()
+        and card.get("trained_on", {}).get("shard_fingerprints_sha256")
+        == inputs_fingerprint(discover_shards(inputs))
+        and card.get("trained_on", {}).get("human_labels_sha256") == labels_hash
+        and {t: v.get("sha256") for t, v in card.get("seeds", {}).items()} == seed_hashes(cfg)
+    )
 
 
 def sample_corpus(
@@ -102,9 +127,7 @@ def sample_corpus(
         "shards": len(shards),
         "documents_read": seen,
         "documents_skipped": dict(counts_total),
-        "shard_fingerprints_sha256": hashlib.sha256(
-            json.dumps([s.fingerprint() | {"source": s.label} for s in shards], sort_keys=True).encode()
-        ).hexdigest(),
+        "shard_fingerprints_sha256": inputs_fingerprint(shards),
         "shard_names": [s.label for s in shards[:1000]],
     }
     return sample.drop("key"), info
@@ -403,6 +426,9 @@ def train(
                 "n_validation": int(split.sum()),
                 "human_labels": len(human),
                 "human_labels_file": str(labels_path) if labels_path else None,
+                "human_labels_sha256": hashlib.sha256(Path(labels_path).read_bytes()).hexdigest()
+                if labels_path
+                else None,
             },
             "seeds": {
                 t: {

@@ -136,3 +136,17 @@ def test_human_labels_reach_the_card(demo_inputs, cfg, tmp_path):
     assert read_human_labels(labels, THEMES) == {(first[0], "honesty"): 1, (first[1], "honesty"): 0}
     card = train([demo_inputs], cfg, tmp_path / "c", labels_path=labels, progress=lambda m: None)
     assert card["trained_on"]["human_labels"] == 2
+
+
+def test_is_current_tracks_inputs_settings_and_seeds(trained, demo_inputs, cfg, tmp_path):
+    from selector.train import is_current
+
+    clf, _ = trained
+    assert is_current(clf, [demo_inputs], cfg, None)
+    assert not is_current(clf, [demo_inputs], cfg.replace("train", sample_size=399), None)
+    extra = demo_inputs / "zz-extra.jsonl"
+    extra.write_text('{"id": "x", "text": "one more document"}\n')
+    try:
+        assert not is_current(clf, [demo_inputs], cfg, None)
+    finally:
+        extra.unlink()
