@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -306,9 +307,17 @@ def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterat
     rows: list[int] = []
     checked = False
 
+    # polars would turn a number or a list under the text key into a string: such batches take the
+    # line-by-line path, which skips those documents as text_not_a_string (a nested key of the same name
+    # only costs the slower path, never a wrong result)
+    non_string_text = re.compile(b'"' + re.escape(cfg.text_column.encode()) + rb'"\s*:\s*[^"\sn]')
+
     def flush() -> pl.DataFrame:
+        blob = b"\n".join(lines)
         try:
-            df = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema)
+            if non_string_text.search(blob):
+                raise ValueError("non-string text value")
+            df = pl.read_ndjson(io.BytesIO(blob), schema=schema)
             df = _make_frame(
                 shard,
                 rows,

@@ -168,3 +168,13 @@ def test_corrupt_zstd_is_counted_not_fatal(tmp_path):
     df, counts = read_all(p)
     assert counts.skipped["truncated_or_corrupt_file"] == 1
     assert counts.documents_in == df.height + counts.n_skipped
+
+
+def test_non_string_text_is_skipped_whatever_else_is_in_the_batch(tmp_path):
+    """Regression: in a batch with no malformed line, polars turned {"text": 123} into the text "123"."""
+    rows = [DOCS[0], {"id": "num", "text": 123}, {"id": "list", "text": ["a"]}, DOCS[1]]
+    p = write_jsonl(tmp_path / "t.jsonl", rows)
+    for batch_size in (1, 100):
+        df, counts = read_all(p, ReadConfig(batch_size=batch_size))
+        assert df["doc_id"].to_list() == ["d0", "d1"]
+        assert counts.skipped["text_not_a_string"] == 2
