@@ -33,12 +33,11 @@ def load_fasttext(path: Path) -> Any:
     return fasttext.load_model(str(path))
 
 
-def fasttext_probs(
-    model: Any, texts: list[str], themes: list[str], mode: str, theme: str | None = None
-) -> dict[str, np.ndarray]:
-    """Per-theme probabilities in [0, 1] (fastText's can exceed 1 by ~1e-5; they are clipped)."""
+def fasttext_probs(model: Any, texts: list[str], themes: list[str], key: str) -> dict[str, np.ndarray]:
+    """Per-theme probabilities in [0, 1] (fastText's can exceed 1 by ~1e-5; they are clipped). `key` is
+    "ova" for the multi-label model (every theme), or the theme a binary model was trained for."""
     n = len(texts)
-    if mode == "ova":
+    if key == "ova":
         labels, probs = model.predict(texts, k=-1, threshold=0.0)
         out = {t: np.zeros(n, dtype=np.float32) for t in themes}
         index = {f"__label__{t}": out[t] for t in themes}
@@ -48,11 +47,10 @@ def fasttext_probs(
                 if arr is not None:
                     arr[i] = p
     else:
-        assert theme is not None
         labels, probs = model.predict(texts, k=1)
         p = np.array([float(ps[0]) for ps in probs], dtype=np.float32)
         is_pos = np.array([ls[0] == "__label__pos" for ls in labels])
-        out = {theme: np.where(is_pos, p, 1.0 - p).astype(np.float32)}
+        out = {key: np.where(is_pos, p, 1.0 - p).astype(np.float32)}
     return {t: np.clip(v, 0.0, 1.0) for t, v in out.items()}
 
 
@@ -137,11 +135,9 @@ class Classifier:
         """fastText probability per theme for already-normalised texts (see text.fasttext_input)."""
         if not texts:
             return {t: np.zeros(0, dtype=np.float32) for t in self.themes}
-        if self.mode == "ova":
-            return fasttext_probs(self.models["ova"], texts, self.themes, "ova")
         out: dict[str, np.ndarray] = {}
-        for t in self.themes:
-            out.update(fasttext_probs(self.models[t], texts, self.themes, "binary", theme=t))
+        for key, model in self.models.items():  # "ova", or one binary model per theme
+            out.update(fasttext_probs(model, texts, self.themes, key))
         return out
 
     def emb_scores(self, emb: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:

@@ -285,14 +285,8 @@ def score(
     """Score every shard of `inputs` into `out_dir/scores/`; finished parts are reused unless `force`."""
     t0 = time.time()
     shards = discover_shards(inputs)
-    for sh in shards:
-        check_shard(sh, cfg.read)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
     sdir = Path(out_dir) / SCORES
-    sdir.mkdir(parents=True, exist_ok=True)
-    # leftovers of an interrupted run (a killed worker cannot clean up after itself)
-    for leftover in sdir.glob(".*.tmp-*"):
-        leftover.unlink(missing_ok=True)
     base_sig = {"scoring": scoring_hash(cfg), "classifier": scorer.clf.identity}
     tasks = [Task(i, sh, str(sdir), {**base_sig, "shard": sh.fingerprint()}) for i, sh in enumerate(shards)]
     todo, done = [], []
@@ -306,8 +300,16 @@ def score(
         ):
             done.append(json.loads((sdir / f"{name}.stats.json").read_text()))
         else:
-            (sdir / f"{name}.done").unlink(missing_ok=True)
             todo.append(task)
+    # shards still to do are checked before anything is written, so a bad one leaves no output behind
+    for task in todo:
+        check_shard(task.shard, cfg.read)
+    sdir.mkdir(parents=True, exist_ok=True)
+    # leftovers of an interrupted run (a killed worker cannot clean up after itself)
+    for leftover in sdir.glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+    for task in todo:
+        (sdir / f"{part_name(task.index)}.done").unlink(missing_ok=True)
     # parts left over from an earlier run with more shards would be read as results: remove them
     for stale in sdir.glob("part-*"):
         try:

@@ -36,7 +36,15 @@ import numpy as np
 import polars as pl
 
 from . import __version__
-from .classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs, load_fasttext
+from .classifier import (
+    CARD,
+    HEAD,
+    NONE_LABEL,
+    classifier_fingerprint,
+    fasttext_probs,
+    file_sha256,
+    load_fasttext,
+)
 from .config import Config
 from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
@@ -59,11 +67,6 @@ def _key(seed: int, salt: str, *parts: object) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
-def read_human_labels(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
-    """Extra human labels for training (see selector/labels.py)."""
-    return read_label_csv(path, themes)
-
-
 def inputs_fingerprint(shards: Sequence[Shard]) -> str:
     """Changes when any shard is added, removed, resized or touched."""
     blob = json.dumps([s.fingerprint() | {"source": s.label} for s in shards], sort_keys=True)
@@ -79,7 +82,7 @@ def is_current(
         card = json.loads(card_path.read_text())
     except (OSError, ValueError):
         return False
-    labels_hash = hashlib.sha256(Path(labels_path).read_bytes()).hexdigest() if labels_path else None
+    labels_hash = file_sha256(Path(labels_path)) if labels_path else None
     return bool(
         card.get("config_hash") == cfg.hash()
         and card.get("trained_on", {}).get("shard_fingerprints_sha256")
@@ -90,12 +93,11 @@ def is_current(
 
 
 def sample_corpus(
-    inputs: Sequence[str | Path], cfg: Config, n: int, seed: int, force_ids: set[str] | None = None
+    shards: Sequence[Shard], cfg: Config, n: int, seed: int, force_ids: set[str] | None = None
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A seeded sample of `n` documents whose choice does not depend on shard or batch order; documents in
     `force_ids` are always included. Returns (doc_id, shard, row, text) and what was read."""
     force_ids = force_ids or set()
-    shards = discover_shards(inputs)
     keep_chars = max(cfg.fasttext.max_chars, cfg.embedding.max_tokens * 8)
     parts: list[pl.DataFrame] = []
     forced: list[pl.DataFrame] = []
@@ -119,7 +121,9 @@ def sample_corpus(
                 parts = [pl.concat(parts).sort("key").head(n)]
         counts_total.update(counts.skipped)
     if seen == 0:
-        raise InputError(f"no readable document in {', '.join(map(str, inputs))}; cannot train.")
+        raise InputError(
+            f"no readable document in {len(shards)} shard(s) ({shards[0].source}, ...); cannot train."
+        )
     sample = pl.concat(parts).sort("key").head(n)
     if forced:
         sample = pl.concat([sample, *forced]).unique(subset=["shard", "row"], keep="first").sort("key")
@@ -186,14 +190,14 @@ def train(
     t0 = time.time()
     themes = cfg.theme_names
     tc = cfg.train
-    human = read_human_labels(labels_path, themes) if labels_path else {}
+    human = read_label_csv(labels_path, themes) if labels_path else {}
     seeds = load_seeds(cfg)
 
     shards = discover_shards(inputs)
     for sh in shards:
         check_shard(sh, cfg.read)
     progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
-    sample, read_info = sample_corpus(inputs, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
+    sample, read_info = sample_corpus(shards, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
     n = sample.height
     progress(
         f"sampled {n:,} of {read_info['documents_read']:,} documents; embedding them and "
@@ -345,16 +349,10 @@ def train(
             want_q = cfg.fasttext.quantize and len(val_text) > 0
             _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
 
-            def evaluate_model(path: Path, key: str = key) -> dict[str, np.ndarray]:
-                m = load_fasttext(path)
-                if key == "ova":
-                    return fasttext_probs(m, val_text, themes, "ova")
-                return fasttext_probs(m, val_text, themes, "binary", theme=key)
-
-            full = evaluate_model(bin_path)
+            full = fasttext_probs(load_fasttext(bin_path), val_text, themes, key)
             suffix = ".bin"
             if want_q:
-                q = evaluate_model(ftz_path)
+                q = fasttext_probs(load_fasttext(ftz_path), val_text, themes, key)
                 drops = [
                     average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
                     for t in full
@@ -426,9 +424,7 @@ def train(
                 "n_validation": int(split.sum()),
                 "human_labels": len(human),
                 "human_labels_file": str(labels_path) if labels_path else None,
-                "human_labels_sha256": hashlib.sha256(Path(labels_path).read_bytes()).hexdigest()
-                if labels_path
-                else None,
+                "human_labels_sha256": file_sha256(Path(labels_path)) if labels_path else None,
             },
             "seeds": {
                 t: {

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 
 from selector.classifier import Classifier
+from selector.labels import read_label_csv
 from selector.paths import demo_corpus_dir
 from selector.score import read_scores, score
-from selector.train import read_human_labels, train
+from selector.train import train
 
 from .conftest import quick_config
 
@@ -133,7 +134,7 @@ def test_human_labels_reach_the_card(demo_inputs, cfg, tmp_path):
         f"{first[0]},honesty,on_theme,ann,2026-01-01\n{first[1]},honesty,off_theme,ann,x\n"
         f"{first[2]},cooperation,unsure,ann,x\n"
     )
-    assert read_human_labels(labels, THEMES) == {(first[0], "honesty"): 1, (first[1], "honesty"): 0}
+    assert read_label_csv(labels, THEMES) == {(first[0], "honesty"): 1, (first[1], "honesty"): 0}
     card = train([demo_inputs], cfg, tmp_path / "c", labels_path=labels, progress=lambda m: None)
     assert card["trained_on"]["human_labels"] == 2
 
