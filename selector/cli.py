@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -118,17 +119,178 @@ def _with_sample_size(cfg: Any, sample_size: int | None) -> Any:
     return cfg if sample_size is None else cfg.replace("train", sample_size=sample_size)
 
 
+_SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+
+
+def parse_tokens(value: str, what: str = "--total-tokens") -> int:
+    """`2B`, `500M`, `1.5T`, `1e9`, `1_000_000` -> an integer number of tokens."""
+    v = value.strip().lower().replace("_", "").replace(",", "")
+    mult = 1
+    if v and v[-1] in _SUFFIXES:
+        v, mult = v[:-1], _SUFFIXES[v[-1]]
+    try:
+        n = float(v) * mult
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a token count; write e.g. 2B, 500M, 1e9 or 1000000", param_hint=what
+        ) from None
+    if not math.isfinite(n) or n < 1:
+        raise click.BadParameter(f"{value!r} must be at least 1 token", param_hint=what)
+    return int(round(n))
+
+
+def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in values:
+        theme, sep, val = item.partition("=")
+        if not sep or not theme or not val:
+            raise click.BadParameter(
+                f"{item!r} must look like THEME=VALUE, e.g. honesty=0.01", param_hint=what
+            )
+        out.append((theme.strip(), val.strip()))
+    return out
+
+
+def _number(val: str, what: str) -> float:
+    try:
+        return float(val)
+    except ValueError:
+        raise click.BadParameter(f"{val!r} is not a number", param_hint=what) from None
+
+
+select_options = [
+    click.option(
+        "--total-tokens", default=None, help='Tokens of the training run (2B, 500M, 1e9) or "auto".'
+    ),
+    click.option(
+        "--target-share",
+        multiple=True,
+        metavar="THEME=SHARE",
+        help="Share of the run's tokens a theme's stream should have, e.g. honesty=0.01 (repeatable).",
+    ),
+    click.option(
+        "--target-tokens",
+        multiple=True,
+        metavar="THEME=TOKENS",
+        help="Tokens a theme's stream should have, e.g. cooperation=200M (repeatable).",
+    ),
+    click.option(
+        "--threshold",
+        "thresholds",
+        multiple=True,
+        metavar="THEME=SCORE",
+        help='Score a document needs for a theme (default "auto": the classifier\'s calibrated one).',
+    ),
+    click.option(
+        "--top-fraction",
+        multiple=True,
+        metavar="THEME=FRACTION",
+        help="Qualify this top share of all scored documents for a theme instead of a threshold.",
+    ),
+    click.option(
+        "--exclude-above",
+        multiple=True,
+        metavar="THEME=SCORE",
+        help="Keep documents scoring at least this on THEME out of every stream, e.g. ai_risk=0.5.",
+    ),
+    click.option(
+        "--max-repeats", type=click.IntRange(1), default=None, help="Copies of one document at most (4)."
+    ),
+    click.option(
+        "--rule", type=click.Choice(["score", "uniform"]), default=None, help="How repeats are spread."
+    ),
+    click.option("--seed", type=int, default=None, help="Seed of the repeat sampler (0)."),
+    click.option(
+        "--no-base-mix",
+        is_flag=True,
+        help="The selected documents are not also in the base mix (their weight is their repeats alone).",
+    ),
+]
+
+
+def _with_select_options(
+    cfg: Any,
+    total_tokens: str | None,
+    target_share: tuple[str, ...],
+    target_tokens: tuple[str, ...],
+    thresholds: tuple[str, ...],
+    top_fraction: tuple[str, ...],
+    exclude_above: tuple[str, ...],
+    max_repeats: int | None,
+    rule: str | None,
+    seed: int | None,
+    no_base_mix: bool,
+) -> Any:
+    changes: dict[str, Any] = {}
+    if total_tokens is not None:
+        changes["total_tokens"] = "auto" if total_tokens.strip() == "auto" else parse_tokens(total_tokens)
+    if max_repeats is not None:
+        changes["max_repeats"] = max_repeats
+    if rule is not None:
+        changes["rule"] = rule
+    if seed is not None:
+        changes["seed"] = seed
+    if no_base_mix:
+        changes["base_in_mix"] = False
+    if exclude_above:
+        ex = dict(cfg.select.exclude_above)
+        ex.update({t: _number(v, "--exclude-above") for t, v in _pairs(exclude_above, "--exclude-above")})
+        changes["exclude_above"] = ex
+    if changes:
+        cfg = cfg.replace("select", **changes)
+    for t, v in _pairs(target_share, "--target-share"):
+        cfg = cfg.replace_theme(t, target_share=_number(v, "--target-share"), target_tokens=0)
+    for t, v in _pairs(target_tokens, "--target-tokens"):
+        cfg = cfg.replace_theme(t, target_tokens=parse_tokens(v, "--target-tokens"), target_share=0.0)
+    for t, v in _pairs(thresholds, "--threshold"):
+        cfg = cfg.replace_theme(
+            t, threshold="auto" if v == "auto" else _number(v, "--threshold"), top_fraction=0.0
+        )
+    for t, v in _pairs(top_fraction, "--top-fraction"):
+        cfg = cfg.replace_theme(t, top_fraction=_number(v, "--top-fraction"))
+    shares = sum(t.target_share for t in cfg.themes)
+    if shares >= 1:
+        raise click.BadParameter(
+            f"the target shares add up to {shares:g}; they must stay below 1", param_hint="--target-share"
+        )
+    return cfg
+
+
+def _select(
+    scores_dir: str, out_dir: str, cfg: Any, force: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from .select import select as run_select
+    from .select import summary_lines
+
+    m = run_select(scores_dir, out_dir, cfg, force=force, progress=progress)
+    for line in summary_lines(m):
+        progress(line)
+    mdir = Path(out_dir) / "manifest"
+    progress(f"manifest: {mdir} (documents.parquet, streams.parquet, rejected.parquet, manifest.json)")
+    return {
+        "manifest": str(mdir),
+        "documents": str(mdir / "documents.parquet"),
+        "streams": m["streams"],
+        "total_tokens": m["total_tokens"],
+        "warnings": m["selection"]["warnings"],
+    }
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="selector")
 def cli() -> None:
     """Find real documents on alignment-relevant themes (honesty, cooperation, cooperative AI; AI risk
-    as a stance label) in web-scale dumps, and score them with a fastText + embedding cascade.
+    as a stance label) in web-scale dumps, score them with a fastText + embedding cascade, and turn the
+    scores into data-mix manifests (which documents to repeat, how often) for real trainers.
 
     \b
     Examples:
       selector run --out runs/demo                         # the whole job on the embedded demo
       selector train dumps/ --out classifiers/mine         # teacher-student training from seeds
       selector score dumps/*.jsonl.gz --out runs/cc --workers 2
+      selector select --scores runs/cc --out runs/cc --total-tokens 1T
+      selector export runs/cc/manifest --format megatron --out runs/cc/data_path.txt
+      selector materialize runs/cc/manifest --out runs/cc/materialized
       selector eval --scores runs/cc --labels labels.jsonl
     """
 
@@ -244,6 +406,8 @@ def score(
 )
 @_apply(score_options)
 @_apply(train_options)
+@_apply(select_options)
+@click.option("--force-epochs", is_flag=True, help="Allow documents past select.hard_max_epochs sightings.")
 @config_options
 def run(
     inputs: tuple[str, ...],
@@ -254,11 +418,14 @@ def run(
     gate: float | None,
     labels_path: str | None,
     sample_size: int | None,
+    force_epochs: bool,
     cfg: Any,
     progress: Callable[[str], None],
+    **select_kw: Any,
 ) -> None:
-    """Train a classifier on the input (unless --classifier is given), then score it. A classifier
-    already in OUT/classifier from the same inputs, seeds, labels and settings is reused (--force retrains).
+    """The whole job: train a classifier on the input (unless --classifier is given), score it, select
+    and write the manifest, and print a short summary. A classifier already in OUT/classifier from the same
+    inputs, seeds, labels and settings is reused (--force retrains and rescores).
 
     \b
     Examples:
@@ -272,6 +439,7 @@ def run(
     if not inputs and cfg.source == str(default_config_path()):
         cfg = dataclasses.replace(load_config(demo_config_path()), read=cfg.read)
         progress(f"no --input: running on the embedded demo corpus with {demo_config_path()}")
+    cfg = _with_select_options(cfg, **select_kw)
     if classifier is None:
         classifier = str(Path(out_dir) / "classifier")
         cfg_train = _with_sample_size(cfg, sample_size)
@@ -279,7 +447,153 @@ def run(
             progress(f"{classifier} was trained from the same inputs, seeds and settings; reusing it")
         else:
             run_train(ins, cfg_train, classifier, labels_path=labels_path, progress=progress)
-    _emit(_score(ins, out_dir, classifier, cfg, workers, force, gate, progress))
+    scored = _score(ins, out_dir, classifier, cfg, workers, force, gate, progress)
+    selected = _select(out_dir, out_dir, cfg, force_epochs, progress)
+    _emit({**scored, **selected, "classifier": classifier})
+
+
+@cli.command("select", context_settings=CONTEXT)
+@click.option(
+    "--scores",
+    "scores_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory written by `selector score` (DIR or DIR/scores).",
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Writes OUT/manifest/."
+)
+@_apply(select_options)
+@click.option(
+    "--force", is_flag=True, help="Allow documents to be seen more than select.hard_max_epochs times."
+)
+@config_options
+def select_cmd(
+    scores_dir: str,
+    out_dir: str,
+    force: bool,
+    cfg: Any,
+    progress: Callable[[str], None],
+    **select_kw: Any,
+) -> None:
+    """Choose which scored documents to repeat and how often, within a token budget: writes
+    OUT/manifest/ (documents.parquet, streams.parquet, rejected.parquet, manifest.json).
+
+    \b
+    Examples:
+      selector select --scores runs/cc --out runs/cc --total-tokens 1T --target-share honesty=0.01
+      selector select --scores runs/cc --out runs/cc --target-tokens cooperation=2B --exclude-above ai_risk=0.5
+    """
+    cfg = _with_select_options(cfg, **select_kw)
+    _emit(_select(scores_dir, out_dir, cfg, force, progress))
+
+
+def parse_bytes(value: str) -> int:
+    """`256MB`, `1GiB`, `500k`, `1000000` -> bytes (KB/MB/GB are powers of 1024, as for file sizes)."""
+    v = value.strip().lower().replace("_", "")
+    for unit, mult in (("kib", 2**10), ("mib", 2**20), ("gib", 2**30), ("kb", 2**10), ("mb", 2**20),
+                       ("gb", 2**30), ("k", 2**10), ("m", 2**20), ("g", 2**30), ("b", 1)):  # fmt: skip
+        if v.endswith(unit):
+            v, m = v[: -len(unit)], mult
+            break
+    else:
+        m = 1
+    try:
+        n = int(float(v) * m)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a size; write e.g. 256MB or 1GB", param_hint="--max-shard-size"
+        ) from None
+    if n < 1:
+        raise click.BadParameter(f"{value!r} must be at least 1 byte", param_hint="--max-shard-size")
+    return n
+
+
+def _errors_as_click(f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except SelectorError as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["megatron", "olmo-core", "mosaic", "nanotron", "dolma"]),
+    help="The trainer to write for.",
+)
+@click.option("--out", required=True, type=click.Path(), help="The file to write (a directory for dolma).")
+@click.option(
+    "--data-root",
+    default="materialized",
+    show_default=True,
+    help="Where the materialized (then tokenized) streams live, as the trainer will see the path.",
+)
+@click.option("--base-path", default=None, help="The tokenized base mix (default: DATA_ROOT/base/...).")
+@click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True, help="Tokens per sample.")
+@_errors_as_click
+def export(manifest: str, fmt: str, out: str, data_root: str, base_path: str | None, seq_len: int) -> None:
+    """Express MANIFEST's token budget for a trainer (Megatron-LM, OLMo-core, MosaicML Streaming, nanotron,
+    dolma), then re-derive every stream's tokens from the written file and fail if any is off by > 0.5%.
+
+    \b
+    Examples:
+      selector export runs/demo/manifest --format megatron --out runs/demo/megatron_data_path.txt
+      selector export runs/demo/manifest --format dolma --out runs/demo/dolma
+    """
+    from .export import export as run_export
+
+    _emit(run_export(manifest, fmt, out, data_root=data_root, base_path=base_path, seq_len=seq_len))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl.gz", "parquet"]),
+    default="jsonl.gz",
+    show_default=True,
+    help="Output shard format.",
+)
+@click.option(
+    "--max-shard-size", default="256MB", show_default=True, help="Bytes of JSONL per output shard at most."
+)
+@click.option("--seed", type=int, default=None, help="Shuffle seed (default: the manifest's).")
+@click.option("--silent", is_flag=True, help="No progress on stderr.")
+@_errors_as_click
+def materialize(
+    manifest: str, out_dir: str, fmt: str, max_shard_size: str, seed: int | None, silent: bool
+) -> None:
+    """Write the selected documents of MANIFEST with their text, each repeated as the manifest says, shuffled,
+    in bounded shards per stream (OUT/<theme>/part-NNNNN.jsonl.gz), ready for a tokenizer. Streams through the
+    input shards; checks they have not changed since scoring.
+
+    \b
+    Example:
+      selector materialize runs/demo/manifest --out runs/demo/materialized
+    """
+    from .materialize import materialize as run_materialize
+
+    progress = _setup(silent)
+    _emit(
+        run_materialize(
+            manifest,
+            out_dir,
+            fmt=fmt,
+            max_shard_bytes=parse_bytes(max_shard_size),
+            seed=seed,
+            progress=progress,
+        )
+    )
 
 
 @cli.command("eval", context_settings=CONTEXT)

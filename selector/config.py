@@ -32,7 +32,10 @@ class ThemeConfig:
     name: str
     seeds: Path
     upsample: bool = True
-    threshold: float = 0.5
+    threshold: float | str = "auto"  # "auto": the classifier's calibrated threshold; or a number in [0, 1]
+    top_fraction: float = 0.0  # > 0: qualify the top fraction of scored documents instead of a threshold
+    target_share: float = 0.0  # share of the run's tokens the stream should have...
+    target_tokens: int = 0  # ...or its tokens directly (at most one of the two; neither: each document once)
     description: str = ""
 
 
@@ -84,6 +87,19 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    total_tokens: int | str = (
+        "auto"  # the training run's tokens; "auto": the scored corpus once plus the streams
+    )
+    base_in_mix: bool = True  # the scored corpus stays in the run once, so a document's weight is repeats + 1
+    max_repeats: int = 4  # copies of one document in its stream at most
+    hard_max_epochs: int = 16  # refuse (unless forced) when a document would be seen more often than this
+    rule: str = "score"  # "score": repeats grow with the score; "uniform": the same for every document
+    seed: int = 0
+    exclude_above: dict[str, float] = field(default_factory=dict)  # theme -> score: excluded from all streams
+
+
+@dataclass(frozen=True)
 class Config:
     themes: tuple[ThemeConfig, ...]
     read: ReadConfig = field(default_factory=ReadConfig)
@@ -91,6 +107,7 @@ class Config:
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     fasttext: FastTextConfig = field(default_factory=FastTextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     source: str = "<defaults>"
 
     @property
@@ -127,7 +144,17 @@ class Config:
         sect = getattr(self, section)
         new = dataclasses.replace(sect, **changes)
         _validate_section(section, new)
+        if section == "select":
+            _validate_exclude(new, self.theme_names)
         return dataclasses.replace(self, **{section: new})
+
+    def replace_theme(self, name: str, **changes: Any) -> Config:
+        """A copy with some keys of one theme changed, validated like a loaded file."""
+        self.theme(name)
+        themes = tuple(
+            _validated_theme(dataclasses.replace(t, **changes)) if t.name == name else t for t in self.themes
+        )
+        return dataclasses.replace(self, themes=themes)
 
 
 _SECTIONS: dict[str, type] = {
@@ -136,7 +163,72 @@ _SECTIONS: dict[str, type] = {
     "cascade": CascadeConfig,
     "fasttext": FastTextConfig,
     "train": TrainConfig,
+    "select": SelectConfig,
 }
+
+THEME_KEYS = (
+    "seeds",
+    "upsample",
+    "threshold",
+    "top_fraction",
+    "target_share",
+    "target_tokens",
+    "description",
+)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _validated_theme(t: ThemeConfig) -> ThemeConfig:
+    k = f"themes.{t.name}"
+    thr = t.threshold
+    _check(
+        thr == "auto" or (_is_number(thr) and 0 <= float(thr) <= 1),
+        f"{k}.threshold",
+        '"auto" or a number in [0, 1]',
+        thr,
+    )
+    _check(
+        _is_number(t.top_fraction) and 0 <= t.top_fraction < 1,
+        f"{k}.top_fraction",
+        "in [0, 1)",
+        t.top_fraction,
+    )
+    _check(
+        _is_number(t.target_share) and 0 <= t.target_share < 1,
+        f"{k}.target_share",
+        "in [0, 1)",
+        t.target_share,
+    )
+    _check(
+        isinstance(t.target_tokens, int) and not isinstance(t.target_tokens, bool) and t.target_tokens >= 0,
+        f"{k}.target_tokens",
+        "an integer >= 0",
+        t.target_tokens,
+    )
+    if t.target_share and t.target_tokens:
+        raise ConfigError(
+            f"{k}: set target_share or target_tokens, not both (got {t.target_share} and {t.target_tokens})"
+        )
+    if not t.upsample and (t.target_share or t.target_tokens):
+        raise ConfigError(f"{k}: upsample = false, so it takes no target_share or target_tokens")
+    return dataclasses.replace(
+        t,
+        threshold=thr if thr == "auto" else float(thr),
+        top_fraction=float(t.top_fraction),
+        target_share=float(t.target_share),
+    )
+
+
+def _validate_exclude(sel: SelectConfig, themes: list[str]) -> None:
+    for name, v in sel.exclude_above.items():
+        if name not in themes:
+            raise ConfigError(
+                f"select.exclude_above.{name}: unknown theme; configured themes: {', '.join(themes)}"
+            )
+        _check(_is_number(v) and 0 <= v <= 1, f"select.exclude_above.{name}", "a number in [0, 1]", v)
 
 
 def _check(cond: bool, key: str, requirement: str, value: Any) -> None:
@@ -201,6 +293,23 @@ def _validate_section(name: str, obj: Any) -> None:
             "in [0, 0.5)",
             obj.student_positive_fraction,
         )
+    elif name == "select":
+        tt = obj.total_tokens
+        _check(
+            tt == "auto" or (isinstance(tt, int) and not isinstance(tt, bool) and tt >= 1),
+            "select.total_tokens",
+            '"auto" or an integer >= 1',
+            tt,
+        )
+        _check(obj.max_repeats >= 1, "select.max_repeats", ">= 1", obj.max_repeats)
+        _check(obj.hard_max_epochs >= 1, "select.hard_max_epochs", ">= 1", obj.hard_max_epochs)
+        _check(obj.rule in ("score", "uniform"), "select.rule", 'one of "score", "uniform"', obj.rule)
+        _check(
+            isinstance(obj.exclude_above, dict),
+            "select.exclude_above",
+            "a table of theme = score",
+            obj.exclude_above,
+        )
 
 
 def _build_section(name: str, raw: Any) -> Any:
@@ -214,6 +323,9 @@ def _build_section(name: str, raw: Any) -> Any:
         if key not in fields:
             raise ConfigError(f"unknown key {name}.{key}; known keys: {', '.join(fields)}")
         default = getattr(defaults, key)
+        if isinstance(default, str | dict):
+            kwargs[key] = value  # unions ("auto" or a number) and tables are checked by _validate_section
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
         if (
@@ -249,11 +361,10 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
             raise ConfigError(f"themes.{name}: theme names use lowercase letters, digits and _ only")
         if not isinstance(t, dict):
             raise ConfigError(f"themes.{name} must be a table, got {t!r}")
-        extra = set(t) - {"seeds", "upsample", "threshold", "description"}
+        extra = set(t) - set(THEME_KEYS)
         if extra:
             raise ConfigError(
-                f"unknown key themes.{name}.{sorted(extra)[0]}; known keys: seeds, upsample, "
-                "threshold, description"
+                f"unknown key themes.{name}.{sorted(extra)[0]}; known keys: {', '.join(THEME_KEYS)}"
             )
         if "seeds" not in t or not isinstance(t["seeds"], str):
             raise ConfigError(f"themes.{name}.seeds must be the path of a seed JSONL file")
@@ -262,23 +373,25 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
             seeds = (base_dir / seeds).resolve()
         upsample = t.get("upsample", True)
         _check(isinstance(upsample, bool), f"themes.{name}.upsample", "true or false", upsample)
-        threshold = t.get("threshold", 0.5)
-        _check(
-            isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 <= threshold <= 1,
-            f"themes.{name}.threshold",
-            "a number in [0, 1]",
-            threshold,
-        )
         themes.append(
-            ThemeConfig(
-                name=name,
-                seeds=seeds,
-                upsample=upsample,
-                threshold=float(threshold),
-                description=str(t.get("description", "")),
+            _validated_theme(
+                ThemeConfig(
+                    name=name,
+                    seeds=seeds,
+                    upsample=upsample,
+                    threshold=t.get("threshold", "auto"),
+                    top_fraction=t.get("top_fraction", 0.0),
+                    target_share=t.get("target_share", 0.0),
+                    target_tokens=t.get("target_tokens", 0),
+                    description=str(t.get("description", "")),
+                )
             )
         )
     sections = {name: _build_section(name, raw.get(name, {})) for name in _SECTIONS}
+    _validate_exclude(sections["select"], [t.name for t in themes])
+    shares = sum(t.target_share for t in themes)
+    if shares >= 1:
+        raise ConfigError(f"the themes' target_share values add up to {shares:g}; they must stay below 1")
     return Config(themes=tuple(themes), source=source, **sections)
 
 

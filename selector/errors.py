@@ -15,3 +15,11 @@ class InputError(SelectorError):
 
 class ClassifierError(SelectorError):
     """A trained classifier is missing, incomplete or incompatible."""
+
+
+class ManifestError(SelectorError):
+    """A manifest is missing, inconsistent, or no longer matches the input shards it was built from."""
+
+
+class ExportError(SelectorError):
+    """A manifest cannot be exported, or a written export disagrees with its manifest."""

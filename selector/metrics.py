@@ -36,3 +36,23 @@ def recall_at_budget(scores: np.ndarray, truth: np.ndarray, budget: int) -> floa
         return float("nan")
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:budget]
     return float(truth[order].sum() / truth.sum())
+
+
+def best_f1_threshold(
+    scores: np.ndarray, truth: np.ndarray, default: float = 0.5
+) -> tuple[float, float | None, float | None]:
+    """The score threshold (one of the scores) that maximises F1 of `scores >= threshold` against `truth`,
+    with its precision and recall; ties go to the higher threshold. `default` when nothing is positive."""
+    truth = np.asarray(truth, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if not truth.any() or len(s) == 0:
+        return default, None, None
+    order = np.argsort(-s, kind="stable")
+    s_sorted, hits = s[order], truth[order]
+    tp = np.cumsum(hits)
+    k = np.arange(1, len(s) + 1)
+    # only cut where the next score is lower, so a threshold selects whole groups of tied scores
+    last_of_tie = np.append(s_sorted[1:] < s_sorted[:-1], True)
+    f1 = np.where(last_of_tie, 2 * tp / (k + truth.sum()), -1.0)
+    best = int(np.argmax(f1))
+    return float(s_sorted[best]), float(tp[best] / k[best]), float(tp[best] / truth.sum())

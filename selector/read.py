@@ -131,10 +131,11 @@ def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
             raise InputError(f"input {s} does not exist.")
     if not shards:
         raise InputError(f"no JSONL or Parquet shard found in {', '.join(map(str, inputs))}.")
-    # the same file named twice (./d/a.jsonl and d/a.jsonl) is one shard
+    # the same file named twice (./d/a.jsonl and d/a.jsonl) is one shard; sources are absolute, so the
+    # scores, the manifest and `selector materialize` find the shard from any working directory
     unique: dict[str, Shard] = {}
-    for sh in sorted(shards.values(), key=lambda sh: sh.source):
-        unique.setdefault(os.path.realpath(sh.source), sh)
+    for sh in sorted(shards.values(), key=lambda sh: os.path.abspath(sh.source)):
+        unique.setdefault(os.path.realpath(sh.source), Shard(os.path.abspath(sh.source), sh.label, sh.format))
     return _distinct_labels(list(unique.values()))
 
 

@@ -77,6 +77,7 @@ class ShardScorer:
         self.themes = self.clf.themes
         g = cfg.cascade.gate
         self.gates = self.clf.gates if g == "auto" else {t: float(g) for t in self.themes}
+        self.thresholds = resolve_thresholds(cfg, self.clf.card)
         emb_card = self.clf.card["embedding"]
         self.emb_cfg = cfg.embedding.__class__(
             model=emb_card["model"],
@@ -138,6 +139,16 @@ class ShardScorer:
         return base.with_columns(**cols)
 
 
+def resolve_thresholds(cfg: Config, card: dict[str, Any]) -> dict[str, float]:
+    """Each theme's selection threshold: the config's number, or for "auto" the classifier's calibrated one
+    (0.5 for a classifier trained before thresholds were calibrated)."""
+    calibrated = card.get("thresholds") or {}
+    return {
+        t.name: float(calibrated.get(t.name, 0.5)) if t.threshold == "auto" else float(t.threshold)
+        for t in cfg.themes
+    }
+
+
 def scoring_hash(cfg: Config) -> str:
     """Hash of the settings that change a part's rows (not training settings, paths or batch sizes)."""
     r = cfg.read
@@ -145,7 +156,7 @@ def scoring_hash(cfg: Config) -> str:
         "read": [r.text_column, r.id_column, r.url_column, r.max_doc_chars, r.min_doc_chars],
         "cascade": [cfg.cascade.gate, cfg.cascade.embedding_weight],
         "embedding": [cfg.embedding.bf16, cfg.embedding.device],
-        "themes": [(t.name, t.threshold) for t in cfg.themes],
+        "themes": cfg.theme_names,
     }
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -184,7 +195,7 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
     schema = pl.DataFrame(schema=output_schema(scorer.themes)).to_arrow().schema
     writer = pq.ParquetWriter(tmp, schema, compression="zstd")
     n_scored = n_embedded = 0
-    thresholds = {t.name: t.threshold for t in scorer.cfg.themes if t.name in scorer.themes}
+    thresholds = {t: thr for t, thr in scorer.thresholds.items() if t in scorer.themes}
     above = dict.fromkeys(thresholds, 0)
     try:
         for batch in read_shard(task.shard, scorer.cfg.read, counts):
@@ -323,11 +334,21 @@ def score(
         json.dumps(
             {
                 "parts": {part_name(t.index): t.shard.source for t in tasks},
+                "shards": [
+                    {
+                        "part": part_name(t.index),
+                        "source": t.shard.source,
+                        "label": t.shard.label,
+                        "format": t.shard.format,
+                    }
+                    for t in tasks
+                ],
                 "config": cfg.to_dict(),
                 "config_hash": cfg.hash(),
                 "classifier": str(classifier_dir),
                 "classifier_fingerprint": scorer.clf.identity,
                 "gates": scorer.gates,
+                "thresholds": scorer.thresholds,
             },
             indent=2,
         )

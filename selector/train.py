@@ -50,7 +50,7 @@ from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .labels import read_label_csv
-from .metrics import average_precision, precision_recall_at
+from .metrics import average_precision, best_f1_threshold, precision_recall_at
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
@@ -401,7 +401,20 @@ def train(
                 passed |= val_probs[t] >= gates[t]
             embed_fraction = round(float(passed.mean()), 4)
         else:
+            passed = np.zeros(0, dtype=bool)
             embed_fraction = None
+
+        # --- selection thresholds: where the cascade score agrees best (F1) with the held-out labels ---
+        w_emb = cfg.cascade.embedding_weight
+        thresholds: dict[str, float] = {}
+        for t in themes:
+            emb_val = predict_logistic(xd[val_idx], *heads[t]) if len(val_idx) else np.zeros(0)
+            s_val = np.clip(w_emb * np.where(passed, emb_val, 0.0) + (1 - w_emb) * val_probs[t], 0, 1)
+            thr, prec, rec = best_f1_threshold(s_val, val_truth[t])
+            thresholds[t] = thr
+            val_metrics[t]["threshold"] = round(thr, 6)
+            val_metrics[t]["precision_at_threshold"] = None if prec is None else round(prec, 4)
+            val_metrics[t]["recall_at_threshold"] = None if rec is None else round(rec, 4)
 
         # --- head and card ----------------------------------------------------------------------------
         arrays: dict[str, np.ndarray] = {}
@@ -447,6 +460,7 @@ def train(
             "teacher": head_info,
             "validation": val_metrics,
             "gates": gates,
+            "thresholds": thresholds,
             "validation_embed_fraction": embed_fraction,
             "quantized": quantized,
             "quantization_mean_ap_drop": quant_drop,

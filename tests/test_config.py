@@ -57,7 +57,9 @@ def test_missing_config_file_says_what_to_do(tmp_path):
 def test_theme_threshold_validated():
     raw = _raw()
     raw["themes"]["honesty"]["threshold"] = 2
-    with pytest.raises(ConfigError, match=r"themes.honesty.threshold must be a number in \[0, 1\], got 2"):
+    with pytest.raises(
+        ConfigError, match=r"themes.honesty.threshold must be \"auto\" or a number in \[0, 1\], got 2"
+    ):
         config_from_dict(raw, Path("."))
 
 
@@ -82,3 +84,33 @@ def test_extends_loop_is_an_error(tmp_path):
     (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
     with pytest.raises(ConfigError, match="extends loops back"):
         load_config(tmp_path / "a.toml")
+
+
+def test_select_section_and_theme_targets_validated():
+    raw = _raw()
+    raw["select"] = {"rule": "loudest"}
+    with pytest.raises(ConfigError, match=r'select.rule must be one of "score", "uniform", got \'loudest\''):
+        config_from_dict(raw, REPO / "configs")
+    raw = _raw()
+    raw["select"] = {"exclude_above": {"ai_harm": 0.5}}
+    with pytest.raises(ConfigError, match=r"select.exclude_above.ai_harm: unknown theme"):
+        config_from_dict(raw, REPO / "configs")
+    raw = _raw()
+    raw["themes"]["honesty"]["target_share"] = 0.01
+    raw["themes"]["honesty"]["target_tokens"] = 1000
+    with pytest.raises(ConfigError, match=r"themes.honesty: set target_share or target_tokens, not both"):
+        config_from_dict(raw, REPO / "configs")
+    raw = _raw()
+    raw["themes"]["ai_risk"] = {"seeds": str(REPO / "configs/seeds/ai_risk.jsonl"), "upsample": False}
+    raw["themes"]["ai_risk"]["target_share"] = 0.01
+    with pytest.raises(ConfigError, match=r"themes.ai_risk: upsample = false, so it takes no target_share"):
+        config_from_dict(raw, REPO / "configs")
+    raw = _raw()
+    for t in ("honesty", "cooperation", "cooperative_ai"):
+        raw["themes"][t] = {"seeds": str(REPO / f"configs/seeds/{t}.jsonl"), "target_share": 0.4}
+    with pytest.raises(ConfigError, match=r"target_share values add up to 1.2; they must stay below 1"):
+        config_from_dict(raw, REPO / "configs")
+    raw = _raw()
+    raw["select"] = {"total_tokens": "lots"}
+    with pytest.raises(ConfigError, match=r'select.total_tokens must be "auto" or an integer >= 1'):
+        config_from_dict(raw, REPO / "configs")

@@ -69,7 +69,7 @@ def test_training_is_reproducible(trained, demo_inputs, cfg, tmp_path):
 
 
 def test_score_writes_parts_stats_and_markers(trained, demo_inputs, cfg, tmp_path):
-    clf, _ = trained
+    clf, card = trained
     summary = score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
     sdir = tmp_path / "scores"
     n_shards = len(list(demo_inputs.glob("*.jsonl")))
@@ -86,7 +86,10 @@ def test_score_writes_parts_stats_and_markers(trained, demo_inputs, cfg, tmp_pat
     stats = json.loads((sdir / "part-00000.stats.json").read_text())
     assert stats["documents_in"] == stats["scored"] + stats["skipped"]
     assert {"embedded", "seconds", "skipped_by_reason"} <= set(stats)
-    assert tot["above_threshold"] == {t: int((df[f"score_{t}"] >= 0.5).sum()) for t in THEMES}
+    # thresholds are "auto": the classifier's calibrated ones, recorded beside the parts
+    thr = json.loads((sdir / "_inputs.json").read_text())["thresholds"]
+    assert thr == card["thresholds"] and all(0 <= v <= 1 for v in thr.values())
+    assert tot["above_threshold"] == {t: int((df[f"score_{t}"] >= thr[t]).sum()) for t in THEMES}
     assert df["n_tokens"].to_list() == [-(-c // 4) for c in df["n_chars"].to_list()]
 
 
@@ -151,3 +154,51 @@ def test_is_current_tracks_inputs_settings_and_seeds(trained, demo_inputs, cfg, 
         assert not is_current(clf, [demo_inputs], cfg, None)
     finally:
         extra.unlink()
+
+
+def test_score_select_export_materialize_from_the_command_line(trained, demo_inputs, cfg, tmp_path):
+    """The product path on the demo: scores -> manifest -> every export re-derives the budget -> the
+    materialized rows are the manifest's repeats, with the input's text."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    clf, _ = trained
+    score([demo_inputs], tmp_path, clf, cfg, progress=lambda m: None)
+    run = CliRunner().invoke
+    res = run(
+        cli,
+        ["select", "--scores", str(tmp_path), "--out", str(tmp_path), "--target-share", "honesty=0.1",
+         "--target-share", "cooperation=0.1", "--target-share", "cooperative_ai=0.1", "--silent"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    docs = pl.read_parquet(tmp_path / "manifest" / "documents.parquet")
+    assert docs.height > 0 and docs["doc_id"].n_unique() == docs.height
+    assert [s["theme"] for s in out["streams"]] == ["honesty", "cooperation", "cooperative_ai"]
+    for fmt in ("megatron", "olmo-core", "mosaic", "nanotron", "dolma"):
+        res = run(cli, ["export", str(tmp_path / "manifest"), "--format", fmt, "--out", str(tmp_path / "x" / fmt),
+                        "--seq-len", "64"])  # fmt: skip
+        assert res.exit_code == 0, (fmt, res.output)
+        rel = json.loads(res.stdout)["streams"]
+        assert all(v["rel_error"] <= 0.005 for v in rel.values()), (fmt, rel)
+    res = run(cli, ["materialize", str(tmp_path / "manifest"), "--out", str(tmp_path / "mat"), "--silent"])
+    assert res.exit_code == 0, res.output
+    rows = pl.concat(
+        [pl.read_ndjson(p) for p in sorted((tmp_path / "mat").glob("*/part-*.jsonl.gz"))],
+        how="vertical_relaxed",
+    )
+    copies = rows.group_by("doc_id").len()
+    want = docs.select("doc_id", pl.col("repeats").cast(pl.UInt32).alias("len"))
+    assert copies.sort("doc_id").equals(want.sort("doc_id"))
+    originals = {
+        json.loads(line)["id"]: json.loads(line)["text"]
+        for p in demo_inputs.glob("*.jsonl")
+        for line in p.read_text().splitlines()
+        if line.strip()
+    }
+    assert all(originals[d] == t for d, t in zip(rows["doc_id"], rows["text"], strict=True))
+    # the effective epochs past select.hard_max_epochs are refused with a message that names the fix
+    res = run(cli, ["select", "--scores", str(tmp_path), "--out", str(tmp_path / "big"), "--max-repeats", "40",
+                    "--target-share", "cooperation=0.9", "--silent"])  # fmt: skip
+    assert res.exit_code != 0 and "past select.hard_max_epochs = 16" in res.output

@@ -1,0 +1,753 @@
+"""Express a manifest's budget for a trainer: `export(RUN/manifest, fmt, out)` writes the mix file(s), then
+`verify_export` re-reads them and checks every stream's tokens against manifest.json.
+
+What an export says. `selector materialize` writes each stream's documents, already repeated per document
+as the manifest says, under `<data_root>/<theme>/` (shards `part-NNNNN.jsonl.gz`). Every export therefore
+draws each stream exactly once: one pass over the materialized, repeated stream. The document-level
+repetition is noted in comments only (`epochs`, `effective_epochs`, `cap`, `shortfall_tokens`). A stream's
+tokens are its `achieved_tokens`; the base mix gets the rest of the run, `total_tokens - sum(achieved)`,
+and appears as `base` under `base_path`. Token figures are selector's estimate, `ceil(n_chars / 4)`.
+
+The user tokenizes `<data_root>/<theme>` with the trainer's own tool; an export points at the tokenized
+data by convention (`_location`):
+
+| format    | tokenized location (stream `t`; the base uses `t = base` under `<data_root>`) |
+|-----------|--------------------------------------------------------------------------------|
+| megatron  | prefix `<data_root>/t/t_text_document` (preprocess_data.py `--output-prefix <data_root>/t/t`) |
+| olmo-core | glob `<data_root>/t/npy/*.npy` (`dolma tokens --destination <data_root>/t/npy`) |
+| mosaic    | MDS directory `<data_root>/t/mds` (convert_dataset_json.py `--concat_tokens <seq_len>`) |
+| nanotron  | Nanoset folder `<data_root>/t/nanoset` (datatrove tokenizer output folder) |
+| dolma     | `dolma mix` writes the repeated stream to `<data_root>/t` itself |
+
+A given `base_path` is written exactly as given (a prefix for megatron, a glob for olmo-core, a directory
+for the others); paths are never made absolute.
+
+Formats (each file starts with a `# selector-export: {...}` comment holding the total, the sequence
+length and which path is which stream; the verifier reads that line and the trainer-facing body only):
+- megatron: `weight prefix` lines, weights = the tokens each stream contributes (Megatron normalises
+  them); tokens = w / sum(w) * total_tokens.
+- olmo-core: `SourceMixtureDatasetConfig` YAML (`requested_tokens`, `source_list.sources[]` with
+  `source_name, target_ratio, max_repetition_ratio, paths`); tokens = target_ratio * requested_tokens.
+- mosaic: LLM Foundry `train_loader.dataset` YAML with Streaming `streams: {name: {local|remote,
+  proportion}}`, `epoch_size` in samples of `max_seq_len` tokens (packed samples: `total_tokens / seq_len`,
+  rounded); tokens = proportion / sum(proportions) * epoch_size * max_seq_len.
+- nanotron: `data_stages[0].data.dataset.dataset_folder: {folder: weight}` (Nanoset normalises the
+  weights); tokens = w / sum(w) * total_tokens.
+- dolma: `out/attributes/selector/<shard>` gzipped JSONL, one line per scored document in row order,
+  spans `[0, n_chars, value]` for `selector__selector__<theme>` (score, every theme),
+  `selector__selector__stream_<stream>` (the document's repeats in that stream, else 0) and
+  `selector__selector__repeats`; plus `out/mix.yaml`, a `dolma mix` config. `dolma mix` does not repeat
+  documents, so each stream is listed once per copy, `<stream>-<k>` keeping the documents with at least
+  k repeats; tokens = sum over the copies of ceil(n_chars / 4) of the documents each copy keeps (the base:
+  total_tokens from the header minus the streams).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from .errors import ExportError
+from .manifest import MANIFEST_FORMAT, load_manifest
+
+FORMATS = ("megatron", "olmo-core", "mosaic", "nanotron", "dolma")
+EXPORT_FORMAT = "selector-export/1"
+HEADER = "# selector-export: "
+TOLERANCE = 0.005
+CHARS_PER_TOKEN = 4
+BASE = "base"
+ATTRIBUTE_SET = "selector"  # dolma attribute names are <attribute set>__<tagger>__<key>
+ATTR_PREFIX = f"{ATTRIBUTE_SET}__selector__"
+DOLMA_MIX = "mix.yaml"
+DOLMA_MAX_BYTES = 1_000_000_000
+_INPUT_SUFFIXES = (
+    ".jsonl.zst",
+    ".json.zst",
+    ".jsonl",
+    ".ndjson",
+    ".json",
+    ".parquet",
+)
+_COPY_FILTER = re.compile(
+    r"^\$\.attributes\[\?\(@\."
+    + re.escape(ATTR_PREFIX)
+    + r"stream_(?P<stream>.+)\[0\]\[2\] >= (?P<k>\d+)\)\]$"
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the mix: a stream (or the base mix), the tokens it contributes and where it lives."""
+
+    name: str
+    tokens: int
+    path: str
+    note: str
+
+
+def manifest_tokens(manifest: dict[str, Any], where: Path) -> dict[str, int]:
+    """Tokens each stream contributes to the run, in manifest order, then `base` (the rest of the run)."""
+    out: dict[str, int] = {}
+    for s in manifest["streams"]:
+        name = str(s["theme"])
+        if name == BASE or name in out:
+            raise ExportError(
+                f"{where}: stream {name!r} is {'reserved for the base mix' if name == BASE else 'listed twice'}. "
+                "Rename the theme in the config and re-run `selector select`."
+            )
+        out[name] = int(s["achieved_tokens"])
+    total = int(manifest["total_tokens"])
+    base = total - sum(out.values())
+    if base < 0:
+        raise ExportError(
+            f"{where}: the streams hold {sum(out.values()):,} tokens, more than total_tokens {total:,}. "
+            "Raise select.total_tokens or lower the streams' targets, then re-run `selector select`."
+        )
+    out[BASE] = base
+    return out
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}. Use one of: {', '.join(FORMATS)}.")
+    return fmt
+
+
+def _join(root: str, *parts: str) -> str:
+    root = root.rstrip("/") or "/"
+    return "/".join([root, *parts]) if root != "/" else "/" + "/".join(parts)
+
+
+def _location(fmt: str, data_root: str, name: str) -> str:
+    """Where the tokenized stream `name` lives by convention (see the module docstring)."""
+    if fmt == "megatron":
+        return _join(data_root, name, f"{name}_text_document")
+    if fmt == "olmo-core":
+        return _join(data_root, name, "npy", "*.npy")
+    if fmt == "mosaic":
+        return _join(data_root, name, "mds")
+    if fmt == "nanotron":
+        return _join(data_root, name, "nanoset")
+    return _join(data_root, name)
+
+
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{float(x):.4g}"
+
+
+def _stream_note(s: dict[str, Any], tokens: int, total: int) -> str:
+    share = tokens / total if total else 0.0
+    return (
+        f"{tokens:,} tokens ({share:.2%} of the run), read once; documents repeated {_num(s.get('epochs'))}x "
+        f"(epochs), {_num(s.get('effective_epochs'))}x with the base mix (effective_epochs), cap "
+        f"{s.get('cap', 'n/a')}, shortfall {int(s.get('shortfall_tokens') or 0):,} tokens"
+    )
+
+
+def plan(
+    manifest: dict[str, Any], where: Path, fmt: str, data_root: str, base_path: str | None
+) -> list[Entry]:
+    """The mix's entries (streams with tokens, then the base mix if it has any), paths by convention."""
+    tokens = manifest_tokens(manifest, where)
+    total = int(manifest["total_tokens"])
+    entries = []
+    for s in manifest["streams"]:
+        name = str(s["theme"])
+        if tokens[name] > 0:
+            entries.append(
+                Entry(
+                    name, tokens[name], _location(fmt, data_root, name), _stream_note(s, tokens[name], total)
+                )
+            )
+    if tokens[BASE] > 0:
+        path = base_path if base_path is not None else _location(fmt, data_root, BASE)
+        share = tokens[BASE] / total
+        entries.append(
+            Entry(BASE, tokens[BASE], path, f"{tokens[BASE]:,} tokens ({share:.2%} of the run): the base mix")
+        )
+    if not entries:
+        raise ExportError(
+            f"{where}: total_tokens is 0, there is nothing to export. Re-run `selector select`."
+        )
+    return entries
+
+
+def _header(fmt: str, manifest: dict[str, Any], entries: list[Entry], seq_len: int, title: str) -> list[str]:
+    meta = {
+        "export": EXPORT_FORMAT,
+        "format": fmt,
+        "manifest": MANIFEST_FORMAT,
+        "config_hash": manifest.get("config_hash"),
+        "total_tokens": int(manifest["total_tokens"]),
+        "seq_len": seq_len,
+        "paths": {e.name: e.path for e in entries},
+    }
+    lines = [
+        f"# {title}, written by `selector export` from a {MANIFEST_FORMAT} manifest.",
+        HEADER + json.dumps(meta, separators=(",", ":")),
+        f"# run: total_tokens={int(manifest['total_tokens'])} seq_len={seq_len} "
+        f"(about {_samples(int(manifest['total_tokens']), seq_len):,} sequences)",
+        "# Each stream is drawn once: <data_root>/<theme> holds its documents already repeated per the manifest"
+        + (" (written by `selector materialize`, or by this `dolma mix`)." if fmt == "dolma" else "."),
+    ]
+    lines += [f"# {e.name}: {e.note}" for e in entries]
+    names = {e.name for e in entries}
+    lines += [
+        f"# {s['theme']}: no tokens selected, left out of the mix"
+        for s in manifest["streams"]
+        if str(s["theme"]) not in names
+    ]
+    return lines
+
+
+def _samples(total_tokens: int, seq_len: int) -> int:
+    """Packed sequences of `seq_len` tokens in the run: total / seq_len, rounded to the nearest (at least 1)."""
+    return max(1, (2 * total_tokens + seq_len) // (2 * seq_len))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _yaml(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 20)
+
+
+def _text(lines: list[str], body: str = "") -> bytes:
+    return ("\n".join(lines) + "\n" + body).encode()
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
+    spaced = [e.path for e in entries if any(ch.isspace() for ch in e.path)]
+    if spaced:
+        raise ExportError(
+            f"Megatron splits --data-path on whitespace, and {spaced[0]!r} holds some. "
+            "Use a --data-root (or --base-path) without spaces."
+        )
+    pairs = [f"{e.tokens} {e.path}" for e in entries]
+    lines = _header(
+        manifest=manifest, fmt="megatron", entries=entries, seq_len=seq_len, title="Megatron-LM data blend"
+    )
+    lines += [
+        f"# Megatron gives each prefix weight / sum(weights) of --train-samples {_samples(int(manifest['total_tokens']), seq_len)} "
+        f"(--seq-length {seq_len}).",
+        "# --data-args-path does not skip comments: pass `--data-path $(grep -v '^#' THIS_FILE)`, or this line:",
+        "# --data-path " + " ".join(pairs),
+    ]
+    _atomic_write(out, _text(lines, "".join(p + "\n" for p in pairs)))
+
+
+def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
+    total = int(manifest["total_tokens"])
+    sources = []
+    for e in entries:
+        ratio = e.tokens / total
+        # OLMo-core asks for int(requested_tokens * target_ratio) tokens of a source; allow that much
+        needed = int(total * ratio)
+        rep = 1.0 if needed <= e.tokens else math.ceil(needed / e.tokens * 1e6) / 1e6
+        sources.append(
+            {"source_name": e.name, "target_ratio": ratio, "max_repetition_ratio": rep, "paths": [e.path]}
+        )
+    lines = _header(
+        manifest=manifest,
+        fmt="olmo-core",
+        entries=entries,
+        seq_len=seq_len,
+        title="OLMo-core SourceMixtureDatasetConfig",
+    )
+    lines += [
+        f"# Use with sequence_length {seq_len}; add global_batch_size (tokens, a multiple of sequence_length) "
+        "from your train config.",
+    ]
+    body = _yaml({"requested_tokens": total, "source_list": {"sources": sources}})
+    _atomic_write(out, _text(lines, body))
+
+
+def _write_mosaic(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
+    total = int(manifest["total_tokens"])
+    streams = {}
+    for e in entries:
+        key = "remote" if "://" in e.path else "local"
+        streams[e.name] = {key: e.path, "proportion": e.tokens / total}
+    lines = _header(
+        manifest=manifest,
+        fmt="mosaic",
+        entries=entries,
+        seq_len=seq_len,
+        title="LLM Foundry train_loader (MosaicML Streaming)",
+    )
+    lines += [
+        f"# epoch_size counts packed samples of max_seq_len tokens (MDS written with --concat_tokens {seq_len}): "
+        f"round(total_tokens / {seq_len}).",
+    ]
+    dataset = {
+        "max_seq_len": seq_len,
+        "shuffle": True,
+        "epoch_size": _samples(total, seq_len),
+        "streams": streams,
+    }
+    body = _yaml({"train_loader": {"name": "text", "dataset": dataset}})
+    _atomic_write(out, _text(lines, body))
+
+
+def _write_nanotron(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
+    total = int(manifest["total_tokens"])
+    lines = _header(
+        manifest=manifest,
+        fmt="nanotron",
+        entries=entries,
+        seq_len=seq_len,
+        title="nanotron data_stages (Nanoset)",
+    )
+    lines += [
+        f"# Nanoset normalises the weights (tokens per stream); set tokens.sequence_length {seq_len} and "
+        f"train_steps * global batch size = {_samples(total, seq_len):,} sequences.",
+    ]
+    stage = {
+        "name": "selector mix",
+        "start_training_step": 1,
+        "data": {
+            "dataset": {"dataset_folder": {e.path: e.tokens for e in entries}},
+            "seed": int(manifest.get("seed") or 0),
+            "num_loading_workers": 1,
+        },
+    }
+    _atomic_write(out, _text(lines, _yaml({"data_stages": [stage]})))
+
+
+def _scores_dir(mdir: Path, manifest: dict[str, Any]) -> Path:
+    given = manifest.get("scores_dir")
+    candidates = [Path(given)] if given else []
+    candidates.append(mdir.parent / "scores")  # the run directory moved since `selector select`
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise ExportError(
+        f"the scores of {mdir / 'manifest.json'} are not at {given} nor at {mdir.parent / 'scores'}. "
+        "The dolma export reads every scored document: restore the scores directory beside the manifest."
+    )
+
+
+def _attribute_name(label: str) -> str:
+    """The attribute file of an input shard: the shard's own name if it is gzipped JSONL, else `.jsonl.gz`."""
+    if label.endswith(".gz"):
+        return label
+    for suf in _INPUT_SUFFIXES:
+        if label.endswith(suf):
+            return label[: -len(suf)] + ".jsonl.gz"
+    return label + ".jsonl.gz"
+
+
+def _dolma_files(mdir: Path, manifest: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(input, attribute file name) for every input shard of the manifest, in manifest order."""
+    inputs = manifest.get("inputs") or []
+    if not inputs:
+        raise ExportError(f"{mdir / 'manifest.json'} lists no inputs. Re-run `selector select`.")
+    seen: dict[str, str] = {}
+    out = []
+    for inp in inputs:
+        name = _attribute_name(str(inp["label"]))
+        if name in seen:
+            raise ExportError(
+                f"input shards {seen[name]} and {inp['label']} both map to attribute file {name}; dolma needs "
+                "one documents file per attribute file. Rename one shard and re-run `selector score`."
+            )
+        seen[name] = str(inp["label"])
+        out.append((inp, name))
+    return out
+
+
+def _score_part(sdir: Path, inp: dict[str, Any]) -> Path:
+    part = sdir / f"{inp['part']}.parquet"
+    if not part.is_file() or not (sdir / f"{inp['part']}.done").is_file():
+        raise ExportError(
+            f"score part {part} is missing or unfinished (no .done marker). "
+            "Rerun the same `selector score` command to finish it."
+        )
+    return part
+
+
+def _attr_keys(themes: list[str], streams: list[str]) -> tuple[list[str], list[str], str]:
+    score_keys = [ATTR_PREFIX + t for t in themes]
+    stream_keys = [f"{ATTR_PREFIX}stream_{s}" for s in streams]
+    repeats_key = ATTR_PREFIX + "repeats"
+    keys = [*score_keys, *stream_keys, repeats_key]
+    clash = [t for t in themes if t == "repeats" or t.startswith("stream_")]
+    if clash or len(set(keys)) != len(keys):
+        raise ExportError(
+            f"dolma attribute names would collide: themes may not be named 'repeats' or 'stream_*' "
+            f"(found {', '.join(clash) or 'a duplicate'}). Rename the theme in the config."
+        )
+    return score_keys, stream_keys, repeats_key
+
+
+def _short_float(x: float | None) -> float | None:
+    """A float32 score as the shortest decimal that reads back as the same float32 (0.912, not 0.9120000004)."""
+    return None if x is None else float(str(np.float32(x)))
+
+
+def _write_attributes(path: Path, part: Path, selected: pl.DataFrame, streams: list[str]) -> int:
+    """Write the attribute file of one score part (one line per scored document, in row order); returns how
+    many of its documents are selected."""
+    schema = pl.read_parquet_schema(part)
+    themes = [c[len("score_") :] for c in schema if c.startswith("score_")]
+    score_keys, stream_keys, repeats_key = _attr_keys(themes, streams)
+    score_cols = [f"score_{t}" for t in themes]
+    df = (
+        pl.read_parquet(part, columns=["doc_id", "n_chars", *score_cols])
+        .with_row_index("_i")
+        .join(selected, on="doc_id", how="left")
+        .sort("_i")
+        .select("doc_id", "n_chars", "theme", "repeats", *score_cols)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            for doc_id, n_chars, theme, repeats, *scores in df.iter_rows():
+                n = int(n_chars)
+                r = int(repeats) if theme is not None else 0
+                attrs: dict[str, Any] = {
+                    k: [[0, n, _short_float(v)]] for k, v in zip(score_keys, scores, strict=True)
+                }
+                for s, k in zip(streams, stream_keys, strict=True):
+                    attrs[k] = [[0, n, r if s == theme else 0]]
+                attrs[repeats_key] = [[0, n, r]]
+                gz.write(
+                    json.dumps({"id": doc_id, "attributes": attrs}, separators=(",", ":")).encode() + b"\n"
+                )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return int(df["theme"].is_not_null().sum())
+
+
+def _write_dolma(
+    manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int, mdir: Path, out_str: str
+) -> None:
+    streams = [str(s["theme"]) for s in manifest["streams"]]
+    docs_path = mdir / str((manifest.get("files") or {}).get("documents", "documents.parquet"))
+    if not docs_path.is_file():
+        raise ExportError(f"{docs_path} is missing. Re-run `selector select` to rewrite the manifest.")
+    selected = pl.read_parquet(docs_path, columns=["doc_id", "theme", "repeats"])
+    if selected["doc_id"].n_unique() != selected.height:
+        raise ExportError(f"{docs_path} lists a doc_id twice; re-run `selector select` to rewrite it.")
+    inputs = _dolma_files(mdir, manifest)
+    sdir = _scores_dir(mdir, manifest)
+    parts = [_score_part(sdir, inp) for inp, _name in inputs]  # all checked before anything is written
+    attr_dir = out / "attributes" / ATTRIBUTE_SET
+    matched = 0
+    written = set()
+    for (_inp, name), part in zip(inputs, parts, strict=True):
+        matched += _write_attributes(attr_dir / name, part, selected, streams)
+        written.add(name)
+    if matched != selected.height:
+        raise ExportError(
+            f"{docs_path} lists {selected.height:,} documents but the score parts hold {matched:,} of them by "
+            "doc_id (ids missing or repeated across shards). Re-run `selector score` and `selector select`."
+        )
+    if attr_dir.is_dir():  # attribute files of shards an earlier export had and this manifest has not
+        for stale in attr_dir.rglob("*.jsonl.gz"):
+            if stale.relative_to(attr_dir).as_posix() not in written:
+                stale.unlink()
+    documents = [_join(out_str, "documents", name) for _inp, name in inputs]
+    tokens = {e.name: e for e in entries}
+    repeats = selected.group_by("theme").agg(pl.col("repeats").max()).rows() if selected.height else []
+    max_rep = {str(t): int(r) for t, r in repeats}
+    mix = []
+    for s in streams:
+        if s not in tokens:
+            continue
+        for k in range(1, max_rep.get(s, 0) + 1):
+            mix.append(
+                {
+                    "name": f"{s}-{k}",
+                    "documents": list(documents),
+                    "attributes": [ATTRIBUTE_SET],
+                    "filter": {"include": [f"$.attributes[?(@.{ATTR_PREFIX}stream_{s}[0][2] >= {k})]"]},
+                    "output": {"path": tokens[s].path, "max_size_in_bytes": DOLMA_MAX_BYTES},
+                }
+            )
+    if BASE in tokens:
+        mix.append(
+            {
+                "name": BASE,
+                "documents": list(documents),
+                "output": {"path": tokens[BASE].path, "max_size_in_bytes": DOLMA_MAX_BYTES},
+            }
+        )
+    lines = _header(
+        manifest=manifest, fmt="dolma", entries=entries, seq_len=seq_len, title="dolma mix config"
+    )
+    lines += [
+        f"# Put the scored documents (gzipped JSONL, same lines as {_join(out_str, 'attributes', ATTRIBUTE_SET)}) under "
+        f"{_join(out_str, 'documents')}, then run `dolma -c {_join(out_str, DOLMA_MIX)} mix`.",
+        "# dolma mix does not repeat documents: stream <theme>-<k> keeps the documents with at least k repeats,",
+        "# so the copies together write the stream repeated as in the manifest (as `selector materialize` does).",
+    ]
+    skipped = [str(inp["label"]) for inp, _name in inputs if int(inp.get("skipped") or 0) > 0]
+    if skipped:
+        lines.append(
+            "# These shards had documents that were not scored (skipped), which have no attribute line: "
+            "drop them from the documents files: " + ", ".join(skipped)
+        )
+    _atomic_write(out / DOLMA_MIX, _text(lines, _yaml({"streams": mix, "processes": 1})))
+
+
+# --------------------------------------------------------------------------------------------- readers
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], str]:
+    if not path.is_file():
+        raise ExportError(f"no export at {path}. Run `selector export MANIFEST --format F --out {path}`.")
+    text = path.read_text()
+    for line in text.splitlines():
+        if line.startswith(HEADER):
+            try:
+                meta = json.loads(line[len(HEADER) :])
+            except json.JSONDecodeError as e:
+                raise ExportError(f"{path}: the {HEADER.strip()} line is not valid JSON ({e}).") from e
+            if isinstance(meta, dict) and meta.get("export") == EXPORT_FORMAT:
+                return meta, text
+    raise ExportError(
+        f"{path} has no `{HEADER.strip()}` line with export {EXPORT_FORMAT!r}: it was not written by this "
+        "`selector export`. Export again."
+    )
+
+
+def _by_path(meta: dict[str, Any], path: str, where: Path) -> str:
+    names = [n for n, p in meta["paths"].items() if p == path]
+    if len(names) != 1:
+        raise ExportError(f"{where}: path {path!r} is not one of the streams the header lists. Export again.")
+    return names[0]
+
+
+def _load_yaml(text: str, where: Path) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ExportError(f"{where} is not valid YAML ({e}). Export again.") from e
+
+
+def _proportional(weights: dict[str, float], total: float, where: Path) -> dict[str, float]:
+    s = sum(weights.values())
+    if s <= 0 or any(w < 0 for w in weights.values()):
+        raise ExportError(f"{where}: weights must be >= 0 with a positive sum, got {weights}. Export again.")
+    return {n: w / s * total for n, w in weights.items()}
+
+
+def _read_megatron(path: Path) -> dict[str, float]:
+    meta, text = _read_header(path)
+    weights: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise ExportError(f"{path}: expected `weight prefix`, got {line!r}. Export again.")
+        name = _by_path(meta, fields[1], path)
+        weights[name] = weights.get(name, 0.0) + float(fields[0])
+    return _proportional(weights, float(meta["total_tokens"]), path)
+
+
+def _read_olmo_core(path: Path) -> dict[str, float]:
+    _meta, text = _read_header(path)
+    doc = _load_yaml(text, path)
+    try:
+        requested = float(doc["requested_tokens"])
+        out: dict[str, float] = {}
+        for src in doc["source_list"]["sources"]:
+            name = str(src["source_name"])
+            out[name] = out.get(name, 0.0) + float(src["target_ratio"]) * requested
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{path}: not a SourceMixtureDatasetConfig ({e!r} missing or malformed).") from e
+    return out
+
+
+def _read_mosaic(path: Path) -> dict[str, float]:
+    _meta, text = _read_header(path)
+    doc = _load_yaml(text, path)
+    try:
+        ds = doc["train_loader"]["dataset"]
+        tokens = float(ds["epoch_size"]) * float(ds["max_seq_len"])
+        props = {str(n): float(s["proportion"]) for n, s in ds["streams"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ExportError(f"{path}: not an LLM Foundry train_loader with streams ({e!r}).") from e
+    return _proportional(props, tokens, path)
+
+
+def _read_nanotron(path: Path) -> dict[str, float]:
+    meta, text = _read_header(path)
+    doc = _load_yaml(text, path)
+    try:
+        folders = doc["data_stages"][0]["data"]["dataset"]["dataset_folder"]
+        weights = {_by_path(meta, str(p), path): float(w) for p, w in folders.items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ExportError(f"{path}: not a nanotron data_stages dataset_folder mapping ({e!r}).") from e
+    return _proportional(weights, float(meta["total_tokens"]), path)
+
+
+def _iter_attribute_lines(path: Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def _read_dolma(out: Path, mdir: Path, manifest: dict[str, Any]) -> dict[str, float]:
+    meta, text = _read_header(out / DOLMA_MIX)
+    doc = _load_yaml(text, out / DOLMA_MIX)
+    copies: dict[str, list[int]] = {}
+    has_base = False
+    for st in doc.get("streams") or []:
+        include = (st.get("filter") or {}).get("include") or []
+        if not include:
+            has_base = has_base or st.get("name") == BASE
+            continue
+        m = _COPY_FILTER.match(include[0]) if len(include) == 1 else None
+        if m is None:
+            raise ExportError(
+                f"{out / DOLMA_MIX}: stream {st.get('name')!r} has an unexpected filter {include}."
+            )
+        copies.setdefault(m["stream"], []).append(int(m["k"]))
+    # tokens of the documents with exactly r repeats, per stream, read back from the attribute files
+    by_repeats: dict[str, dict[int, int]] = {}
+    for inp, name in _dolma_files(mdir, manifest):
+        path = out / "attributes" / ATTRIBUTE_SET / name
+        if not path.is_file():
+            raise ExportError(f"attribute file {path} is missing. Export again.")
+        n_lines = 0
+        for rec in _iter_attribute_lines(path):
+            n_lines += 1
+            for key, spans in rec["attributes"].items():
+                if not key.startswith(ATTR_PREFIX + "stream_"):
+                    continue
+                start, end, r = spans[0]
+                if start != 0 or len(spans) != 1:
+                    raise ExportError(
+                        f"{path}: {rec['id']} has span {spans} for {key}; expected [[0, n_chars, v]]."
+                    )
+                if r:
+                    tok = -(-int(end) // CHARS_PER_TOKEN)
+                    d = by_repeats.setdefault(key[len(ATTR_PREFIX + "stream_") :], {})
+                    d[int(r)] = d.get(int(r), 0) + tok
+        if "scored" in inp and n_lines != int(inp["scored"]):
+            raise ExportError(
+                f"{path} has {n_lines:,} lines, but the manifest scored {int(inp['scored']):,} documents in "
+                f"{inp['label']}. Export again."
+            )
+    derived: dict[str, float] = {}
+    for s, ks in copies.items():
+        hist = by_repeats.get(s, {})
+        derived[s] = float(sum(tok for k in ks for r, tok in hist.items() if r >= k))
+    if has_base:
+        derived[BASE] = float(meta["total_tokens"]) - sum(derived.values())
+    return derived
+
+
+_WRITERS: dict[str, Callable[[dict[str, Any], list[Entry], Path, int], None]] = {
+    "megatron": _write_megatron,
+    "olmo-core": _write_olmo_core,
+    "mosaic": _write_mosaic,
+    "nanotron": _write_nanotron,
+}
+_READERS: dict[str, Callable[[Path], dict[str, float]]] = {
+    "megatron": _read_megatron,
+    "olmo-core": _read_olmo_core,
+    "mosaic": _read_mosaic,
+    "nanotron": _read_nanotron,
+}
+
+
+# ------------------------------------------------------------------------------------------ public API
+
+
+def verify_export(
+    manifest_dir: str | Path, fmt: str, out: str | Path, tolerance: float = TOLERANCE
+) -> dict[str, dict[str, float]]:
+    """Re-read the written export and compare each stream's tokens with manifest.json; raises ExportError
+    when one is off by more than `tolerance` (relative). Returns {stream: {manifest_tokens, export_tokens,
+    rel_error}}, streams in manifest order, then `base`."""
+    _check_format(fmt)
+    mdir, manifest = load_manifest(manifest_dir, ("total_tokens", "streams"))
+    expected = manifest_tokens(manifest, mdir / "manifest.json")
+    out_p = Path(out)
+    derived = _read_dolma(out_p, mdir, manifest) if fmt == "dolma" else _READERS[fmt](out_p)
+    unknown = sorted(set(derived) - set(expected))
+    if unknown:
+        raise ExportError(
+            f"{out}: streams {', '.join(unknown)} are not in {mdir / 'manifest.json'}. Export again."
+        )
+    figures: dict[str, dict[str, float]] = {}
+    bad = []
+    for name, want in expected.items():
+        got = derived.get(name, 0.0)
+        err = abs(got - want) / want if want else (0.0 if got == 0 else math.inf)
+        figures[name] = {"manifest_tokens": want, "export_tokens": round(got, 2), "rel_error": round(err, 8)}
+        if err > tolerance:
+            bad.append(f"{name}: {got:,.0f} tokens in the export, {want:,} in the manifest ({err:.2%} off)")
+    if bad:
+        hint = ""
+        if fmt == "mosaic":
+            hint = (
+                " epoch_size counts whole samples of max_seq_len tokens: a run of fewer than "
+                f"{int(0.5 / tolerance)} sequences cannot hold the mix within {tolerance:.1%}; use a smaller --seq-len."
+            )
+        raise ExportError(
+            f"export {out} ({fmt}) disagrees with {mdir / 'manifest.json'} beyond {tolerance:.1%}: "
+            + "; ".join(bad)
+            + f". Do not train on it; export again from the current manifest.{hint}"
+        )
+    return figures
+
+
+def export(
+    manifest_dir: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    data_root: str = "materialized",
+    base_path: str | None = None,
+    seq_len: int = 2048,
+) -> dict[str, Any]:
+    """Write the manifest's mix for trainer `fmt` to `out` (a file; a directory for dolma), verify it by
+    reading it back, and return {format, out, streams: {name: {manifest_tokens, export_tokens, rel_error}}}."""
+    _check_format(fmt)
+    if seq_len < 1:
+        raise ExportError(f"seq_len must be >= 1, got {seq_len}.")
+    if not data_root:
+        raise ExportError("data_root must not be empty; pass the directory `selector materialize` wrote.")
+    mdir, manifest = load_manifest(manifest_dir, ("total_tokens", "streams"))
+    entries = plan(manifest, mdir / "manifest.json", fmt, data_root, base_path)
+    out_p = Path(out)
+    if fmt == "dolma":
+        if out_p.exists() and not out_p.is_dir():
+            raise ExportError(f"{out} is a file; the dolma export is a directory. Choose another --out.")
+        _write_dolma(manifest, entries, out_p, seq_len, mdir, str(out))
+    else:
+        if out_p.is_dir():
+            raise ExportError(
+                f"{out} is a directory; the {fmt} export is one file. Choose a file path for --out."
+            )
+        _WRITERS[fmt](manifest, entries, out_p, seq_len)
+    figures = verify_export(mdir, fmt, out_p)
+    return {"format": fmt, "out": str(out), "streams": figures}

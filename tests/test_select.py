@@ -1,0 +1,275 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+import polars as pl
+import pytest
+
+from selector.cli import parse_tokens
+from selector.config import Config
+from selector.errors import ManifestError
+from selector.manifest import load_manifest
+from selector.select import expected_repeats, select, whole_copies
+
+THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
+
+
+def make_scores(
+    root: Path, rows: list[dict], thresholds: dict[str, float] | None = None, parts: int = 2
+) -> Path:
+    """A finished scores directory written by hand: rows need doc_id, n_tokens and score_<theme>."""
+    sdir = root / "scores"
+    sdir.mkdir(parents=True)
+    thresholds = thresholds or dict.fromkeys(THEMES, 0.5)
+    shards = []
+    for p in range(parts):
+        part = f"part-{p:05d}"
+        mine = rows[p::parts]
+        source = str(root / f"shard-{p}.jsonl")
+        df = pl.DataFrame(
+            {
+                "doc_id": [r["doc_id"] for r in mine],
+                "source": [source] * len(mine),
+                "row": list(range(len(mine))),
+                "url": [f"https://example.org/{r['doc_id']}" for r in mine],
+                "n_chars": [4 * r["n_tokens"] for r in mine],
+                "n_tokens": [r["n_tokens"] for r in mine],
+                **{f"score_{t}": [float(r.get(f"score_{t}", 0.0)) for r in mine] for t in THEMES},
+            },
+            schema_overrides={f"score_{t}": pl.Float32 for t in THEMES},
+        )
+        df.write_parquet(sdir / f"{part}.parquet")
+        stats = {
+            "part": part,
+            "documents_in": len(mine) + 1,
+            "scored": len(mine),
+            "skipped": 1,
+            "skipped_by_reason": {"empty_text": 1},
+            "signature": {"shard": {"source": source, "size": 100 + p, "mtime_ns": 7}},
+        }
+        (sdir / f"{part}.stats.json").write_text(json.dumps(stats))
+        (sdir / f"{part}.done").write_text("{}")
+        shards.append({"part": part, "source": source, "label": f"shard-{p}.jsonl", "format": "jsonl"})
+    meta = {"parts": {s["part"]: s["source"] for s in shards}, "shards": shards, "thresholds": thresholds}
+    (sdir / "_inputs.json").write_text(json.dumps(meta))
+    return sdir
+
+
+def docs(
+    n: int, theme: str, score: float = 0.9, tokens: int = 100, prefix: str = "d", **extra: float
+) -> list[dict]:
+    return [
+        {"doc_id": f"{prefix}{i:03d}", "n_tokens": tokens, f"score_{theme}": score - 0.001 * i, **extra}
+        for i in range(n)
+    ]
+
+
+def background(n: int, tokens: int = 100) -> list[dict]:
+    return [{"doc_id": f"bg{i:04d}", "n_tokens": tokens} for i in range(n)]
+
+
+def sel_cfg(cfg: Config, **select_changes: object) -> Config:
+    """Only honesty is upsampled with an explicit token target, unless a test sets more."""
+    c = cfg.replace_theme("honesty", target_share=0.0, target_tokens=0)
+    c = c.replace_theme("cooperation", target_share=0.0, target_tokens=0)
+    c = c.replace_theme("cooperative_ai", target_share=0.0, target_tokens=0)
+    return c.replace("select", **select_changes) if select_changes else c
+
+
+def run_select(tmp_path: Path, cfg: Config, rows: list[dict], force: bool = False, name: str = "run") -> dict:
+    root = tmp_path / name
+    make_scores(root, rows)
+    return select(root, root, cfg, force=force, progress=lambda m: None)
+
+
+def stream(m: dict, theme: str) -> dict:
+    return next(s for s in m["streams"] if s["theme"] == theme)
+
+
+# --- the arithmetic, against hand-computed values ----------------------------------------------------------
+
+
+def test_expected_repeats_uniform_scales_to_target():
+    e, capped = expected_repeats(np.array([100, 300]), np.array([0.9, 0.6]), 1000, 4, "uniform")
+    np.testing.assert_allclose(e, [2.5, 2.5])
+    assert not capped
+
+
+def test_expected_repeats_by_score_water_fills_under_the_cap():
+    # proportional to score: 600 / (100 * (1 + .5 + .5)) = 3 -> [3, 1.5, 1.5]
+    e, _ = expected_repeats(np.array([100, 100, 100]), np.array([1.0, 0.5, 0.5]), 600, 4, "score")
+    np.testing.assert_allclose(e, [3.0, 1.5, 1.5])
+    # cap 2.5: the first is capped, the 350 tokens left go to the other two -> 1.75 each
+    e, capped = expected_repeats(np.array([100, 100, 100]), np.array([1.0, 0.5, 0.5]), 600, 2.5, "score")  # type: ignore[arg-type]
+    np.testing.assert_allclose(e, [2.5, 1.75, 1.75])
+    assert not capped
+
+
+def test_expected_repeats_reports_a_binding_cap():
+    e, capped = expected_repeats(np.array([100, 200]), np.array([0.9, 0.8]), 5000, 4, "score")
+    np.testing.assert_allclose(e, [4, 4])
+    assert capped
+
+
+def test_whole_copies_is_systematic():
+    e = np.array([1.5, 1.5, 1.5, 1.5, 0.25, 0.25, 0.25, 0.25])
+    order = np.arange(8)
+    c = whole_copies(e, 0.3, order)
+    assert c.sum() == round(e.sum())  # 7: the fractional parts add to 3
+    assert set(c[:4]) <= {1, 2} and set(c[4:]) <= {0, 1}
+    # hand-computed: the running fractional sums 0.5, 1, 1.5, 2, 2.25, 2.5, 2.75, 3 cross 0.7, 1.7 and 2.7
+    # (integers minus the offset 0.3) at the 2nd, 4th and 7th document, which get the extra copies
+    assert c.tolist() == [1, 2, 1, 2, 0, 0, 1, 0]
+
+
+# --- selection end to end on hand-written scores -----------------------------------------------------------
+
+
+def test_budget_repeats_and_weights(tmp_path, cfg):
+    c = sel_cfg(cfg, rule="uniform").replace_theme("honesty", target_tokens=2500)
+    m = run_select(tmp_path, c, docs(10, "honesty") + background(30))
+    s = stream(m, "honesty")
+    assert (s["unique_documents"], s["unique_tokens"], s["target_tokens"]) == (10, 1000, 2500)
+    assert s["achieved_tokens"] == 2500 and s["epochs"] == 2.5 and s["effective_epochs"] == 3.5
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert sorted(d["repeats"].to_list()) == [2] * 5 + [3] * 5
+    assert (d["weight"] == d["repeats"] + 1).all()
+    assert d["reason"][0].startswith("honesty: score 0.9")
+    assert m["base"] == {"in_mix": True, "documents": 40, "tokens": 4000}
+    assert [x["skipped"] for x in m["inputs"]] == [1, 1]
+
+
+def test_cap_binds_and_the_shortfall_is_reported(tmp_path, cfg):
+    c = sel_cfg(cfg).replace_theme("honesty", target_tokens=10_000)
+    m = run_select(tmp_path, c, docs(5, "honesty") + background(5))
+    s = stream(m, "honesty")
+    assert s["capped"] and s["achieved_tokens"] == 2000 and s["shortfall_tokens"] == 8000
+    assert s["shortfall_share"] == 0.8
+    assert any("max_repeats = 4 binds" in w for w in m["selection"]["warnings"])
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert (d["repeats"] == 4).all() and d["reason"].str.contains("cap reached").all()
+
+
+def test_refuses_past_hard_max_epochs_unless_forced(tmp_path, cfg):
+    c = sel_cfg(cfg, max_repeats=20).replace_theme("honesty", target_tokens=10_000)
+    rows = docs(5, "honesty") + background(5)
+    with pytest.raises(ManifestError, match=r"seen 21 times, past select.hard_max_epochs = 16.*--force"):
+        run_select(tmp_path, c, rows)
+    assert not (tmp_path / "run" / "manifest").exists()
+    m = run_select(tmp_path, c, rows, force=True, name="forced")
+    assert stream(m, "honesty")["epochs"] == 20 and m["selection"]["forced"]
+
+
+def test_higher_scores_get_more_repeats(tmp_path, cfg):
+    rows = [
+        {"doc_id": f"h{i}", "n_tokens": 100, "score_honesty": s} for i, s in enumerate([0.95, 0.9, 0.6, 0.55])
+    ]
+    c = sel_cfg(cfg, rule="score").replace_theme("honesty", target_tokens=1000)
+    run_select(tmp_path, c, rows)
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet").sort("doc_id")
+    reps = dict(zip(d["doc_id"], d["repeats"], strict=True))
+    assert reps["h0"] >= reps["h2"] and reps["h1"] >= reps["h3"] and reps["h0"] > reps["h3"]
+
+
+def test_sampler_is_seeded_and_pinned(tmp_path, cfg):
+    rows = docs(12, "honesty")
+    c = sel_cfg(cfg, rule="uniform", seed=0).replace_theme("honesty", target_tokens=1800)
+    run_select(tmp_path, c, rows, name="a")
+    d = pl.read_parquet(tmp_path / "a" / "manifest" / "documents.parquet").sort("doc_id")
+    assert d["repeats"].to_list() == [1, 2, 2, 2, 1, 2, 2, 2, 1, 1, 1, 1]  # 6 of 12 drawn twice: 1800 tokens
+    run_select(tmp_path, c.replace("select", seed=1), rows, name="b")
+    d1 = pl.read_parquet(tmp_path / "b" / "manifest" / "documents.parquet").sort("doc_id")
+    assert d1["repeats"].sum() == d["repeats"].sum() and d1["repeats"].to_list() != d["repeats"].to_list()
+
+
+def test_target_below_unique_tokens_draws_a_subset(tmp_path, cfg):
+    c = sel_cfg(cfg, rule="uniform").replace_theme("honesty", target_tokens=400)
+    m = run_select(tmp_path, c, docs(10, "honesty"))
+    s = stream(m, "honesty")
+    assert s["unique_documents"] == 4 and s["achieved_tokens"] == 400 and s["epochs"] == 1.0
+    rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
+    assert rej.height == 6 and rej["reason"].str.starts_with("not drawn").all()
+
+
+def test_a_document_joins_only_its_best_stream(tmp_path, cfg):
+    rows = [
+        {"doc_id": "both", "n_tokens": 100, "score_honesty": 0.7, "score_cooperation": 0.9},
+        {"doc_id": "hon", "n_tokens": 100, "score_honesty": 0.8},
+    ]
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert dict(zip(d["doc_id"], d["theme"], strict=True)) == {"both": "cooperation", "hon": "honesty"}
+    rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
+    assert rej.to_dicts()[0]["reason"] == "assigned to cooperation: it scores higher there (0.9 > 0.7)"
+    # no target: each qualifying document once
+    assert stream(m, "honesty")["epochs"] == 1.0
+
+
+def test_ai_risk_is_reported_never_upsampled_and_can_be_excluded(tmp_path, cfg):
+    rows = docs(4, "cooperative_ai", prefix="ok") + docs(
+        2, "cooperative_ai", prefix="risk", score_ai_risk=0.8
+    )
+    c = sel_cfg(cfg, rule="uniform").replace_theme("cooperative_ai", target_tokens=1200)
+    m = run_select(tmp_path, c, rows)
+    assert [s["theme"] for s in m["streams"]] == ["honesty", "cooperation", "cooperative_ai"]
+    s = stream(m, "cooperative_ai")
+    assert s["ai_risk_documents"] == 2 and s["ai_risk_tokens"] == 400  # 2 documents x 100 tokens x 2 repeats
+    m2 = run_select(tmp_path, c.replace("select", exclude_above={"ai_risk": 0.5}), rows, name="ex")
+    s2 = stream(m2, "cooperative_ai")
+    assert s2["ai_risk_tokens"] == 0 and s2["unique_documents"] == 4
+    rej = pl.read_parquet(tmp_path / "ex" / "manifest" / "rejected.parquet")
+    assert rej["reason"].to_list() == ["excluded: ai_risk score 0.8 >= 0.5"] * 2
+
+
+def test_top_fraction_and_total_tokens_auto(tmp_path, cfg):
+    c = sel_cfg(cfg, rule="uniform").replace_theme("honesty", top_fraction=0.1, target_share=0.2)
+    rows = [{"doc_id": f"x{i:02d}", "n_tokens": 100, "score_honesty": i / 100} for i in range(50)]
+    m = run_select(tmp_path, c, rows)
+    s = stream(m, "honesty")
+    assert s["unique_documents"] == 5  # the top 10% of 50
+    # the run is the base once plus a stream of 20% of it: 5000 / 0.8 = 6250, so the target is 1250
+    assert s["target_tokens"] == 1250
+    assert m["total_tokens"] == 5000 + s["achieved_tokens"]
+
+
+def test_no_base_mix_weights_are_repeats(tmp_path, cfg):
+    c = sel_cfg(cfg, base_in_mix=False, total_tokens=10_000).replace_theme("honesty", target_tokens=300)
+    run_select(tmp_path, c, docs(3, "honesty"))
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert (d["weight"] == d["repeats"]).all()
+
+
+def test_manifest_is_byte_identical_when_rebuilt(tmp_path, cfg, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    c = sel_cfg(cfg).replace_theme("honesty", target_tokens=2000)
+    root = tmp_path / "run"
+    make_scores(root, docs(8, "honesty") + docs(4, "cooperation", prefix="c") + background(20))
+    select(root, root / "a", c, progress=lambda m: None)
+    select(root, root / "b", c, progress=lambda m: None)
+    files = sorted(p.name for p in (root / "a" / "manifest").iterdir())
+    assert files == ["documents.parquet", "manifest.json", "rejected.parquet", "streams.parquet"]
+    for f in files:
+        assert (root / "a" / "manifest" / f).read_bytes() == (root / "b" / "manifest" / f).read_bytes(), f
+    mdir, m = load_manifest(root / "a")
+    assert mdir == (root / "a" / "manifest").resolve() and m["created_at"] == "2023-11-14T22:13:20Z"
+    assert m["config_hash"] == c.hash() and m["format"] == "selector-manifest/1"
+
+
+def test_incomplete_scores_are_refused(tmp_path, cfg):
+    root = tmp_path / "run"
+    sdir = make_scores(root, docs(4, "honesty"))
+    (sdir / "part-00001.done").unlink()
+    with pytest.raises(ManifestError, match=r"incomplete: 1 of 2 part\(s\) unfinished \(part-00001\)"):
+        select(root, root, cfg)
+
+
+def test_parse_tokens():
+    assert parse_tokens("2B") == 2_000_000_000
+    assert parse_tokens("1.5t") == 1_500_000_000_000
+    assert parse_tokens("500M") == 500_000_000
+    assert parse_tokens("1e6") == 1_000_000 and parse_tokens("1_000") == 1000
+    with pytest.raises(click.BadParameter, match="not a token count"):
+        parse_tokens("lots")
