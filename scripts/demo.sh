@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the whole job on the embedded demo corpus: train a classifier on it from the
-# seeds, then score it. Output in runs/demo/.
+# seeds, score it, select what to upsample and write the manifest. Output in runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

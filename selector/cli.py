@@ -256,6 +256,21 @@ def _with_select_options(
     return cfg
 
 
+def _scores_config(scores_dir: str, cfg: Any, progress: Callable[[str], None]) -> Any:
+    """Without --config, select with the config the scores were made with (recorded beside them)."""
+    from .config import config_from_resolved
+
+    d = Path(scores_dir)
+    meta = (d / "scores" / "_inputs.json") if (d / "scores").is_dir() else d / "_inputs.json"
+    try:
+        recorded = json.loads(meta.read_text())["config"]
+        out = config_from_resolved(recorded)
+    except (OSError, ValueError, KeyError, TypeError, SelectorError):
+        return cfg
+    progress(f"no --config: selecting with the config the scores were made with ({out.source})")
+    return out
+
+
 def _select(
     scores_dir: str, out_dir: str, cfg: Any, force: bool, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -291,6 +306,7 @@ def cli() -> None:
       selector select --scores runs/cc --out runs/cc --total-tokens 1T
       selector export runs/cc/manifest --format megatron --out runs/cc/data_path.txt
       selector materialize runs/cc/manifest --out runs/cc/materialized
+      selector audit runs/cc/manifest --out runs/cc/audit
       selector eval --scores runs/cc --labels labels.jsonl
     """
 
@@ -484,6 +500,8 @@ def select_cmd(
       selector select --scores runs/cc --out runs/cc --total-tokens 1T --target-share honesty=0.01
       selector select --scores runs/cc --out runs/cc --target-tokens cooperation=2B --exclude-above ai_risk=0.5
     """
+    if cfg.source == str(default_config_path()):
+        cfg = _scores_config(scores_dir, cfg, progress)
     cfg = _with_select_options(cfg, **select_kw)
     _emit(_select(scores_dir, out_dir, cfg, force, progress))
 
@@ -532,7 +550,7 @@ def _errors_as_click(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--out", required=True, type=click.Path(), help="The file to write (a directory for dolma).")
 @click.option(
     "--data-root",
-    default="materialized",
+    default="tokenized",
     show_default=True,
     help="Where the materialized (then tokenized) streams live, as the trainer will see the path.",
 )
@@ -594,6 +612,85 @@ def materialize(
             progress=progress,
         )
     )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("manifest", type=click.Path(exists=True))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The audit directory."
+)
+@click.option("--sample", "sample_size", type=click.IntRange(1), default=200, show_default=True,
+              help="Documents to sample, split evenly over the streams.")  # fmt: skip
+@click.option("--near-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.15, show_default=True,
+              help="Share of each stream's sample drawn from near-threshold rejects.")  # fmt: skip
+@click.option("--seed", type=int, default=None, help="Sampling seed (default: the manifest's).")
+@click.option(
+    "--no-evidence", is_flag=True, help="Skip the seed exemplars and passage highlights (no embedding)."
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="labels.csv exported from the page: report precision for the audit in OUT instead of sampling.",
+)
+@click.option("--target-precision", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Score buckets whose precision interval lies below this are flagged.")  # fmt: skip
+@click.option("--silent", is_flag=True, help="No progress on stderr.")
+@_errors_as_click
+def audit(
+    manifest: str,
+    out_dir: str,
+    sample_size: int,
+    near_fraction: float,
+    seed: int | None,
+    no_evidence: bool,
+    labels_path: str | None,
+    target_precision: float,
+    silent: bool,
+) -> None:
+    """Write a review page (OUT/index.html) for a stratified, seeded sample of what MANIFEST selected, by
+    theme, score bucket and source domain, with a slice of near-threshold rejects; label it with the keyboard
+    and export labels.csv. With --labels, report precision per theme and bucket (95% Wilson intervals) and the
+    estimated on-theme documents and tokens in the selection; the same file feeds `selector train --labels`.
+
+    \b
+    Examples:
+      selector audit runs/demo/manifest --out runs/demo/audit
+      selector audit runs/demo/manifest --out runs/demo/audit --labels ~/Downloads/labels.csv
+    """
+    from .audit import audit as run_audit
+    from .audit import precision_report
+    from .audit_page import render_page
+
+    progress = _setup(silent)
+    if labels_path is None:
+        _emit(run_audit(manifest, out_dir, sample_size, near_fraction, seed, not no_evidence, progress))
+        return
+    report = precision_report(out_dir, labels_path, target_precision)
+    out = Path(out_dir)
+    (out / "precision.json").write_text(json.dumps(report, indent=2) + "\n")
+    page = json.loads((out / "page.json").read_text())
+    page["precision"] = {
+        t: {k: v[k] for k in ("labelled", "on", "precision", "low", "high")}
+        for t, v in report["themes"].items()
+    }
+    render_page(out, page)
+    for t, v in report["themes"].items():
+        if v["precision"] is None:
+            progress(f"{t}: no labels")
+            continue
+        progress(
+            f"{t}: precision {v['precision']:.2f} [{v['low']:.2f}, {v['high']:.2f}] from {v['labelled']} labels; "
+            + (
+                f"about {v['estimated_on_theme_documents']:,.0f} of {v['selected_documents']:,} selected documents "
+                "on-theme"
+                if v["estimated_on_theme_documents"] is not None
+                else "label every score bucket for an estimate of on-theme documents"
+            )
+            + (f"; below {target_precision}: {', '.join(v['below_target'])}" if v["below_target"] else "")
+        )
+    _emit(report)
 
 
 @cli.command("eval", context_settings=CONTEXT)

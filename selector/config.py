@@ -139,6 +139,23 @@ class Config:
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def training_hash(self) -> str:
+        """Hash of the settings that change a trained classifier: not the selection settings ([select], and
+        each theme's threshold, top_fraction and targets), so changing those never retrains."""
+        d = self.to_dict()
+        for k in ("source", "select"):
+            d.pop(k, None)
+        d["themes"] = [
+            {
+                k: v
+                for k, v in t.items()
+                if k not in ("threshold", "top_fraction", "target_share", "target_tokens")
+            }
+            for t in d["themes"]
+        ]
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed, validated like a loaded file."""
         sect = getattr(self, section)
@@ -428,3 +445,10 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read a TOML config (the project's `configs/default.toml` when `path` is None) and validate it."""
     p = Path(path) if path is not None else default_config_path()
     return config_from_dict(_read_toml(p), p.parent, source=str(p))
+
+
+def config_from_resolved(d: dict[str, Any]) -> Config:
+    """Rebuild a `Config` from its `to_dict()` form (as recorded beside scores and in manifests)."""
+    raw: dict[str, Any] = {k: dict(d[k]) for k in _SECTIONS if isinstance(d.get(k), dict)}
+    raw["themes"] = {t["name"]: {k: v for k, v in t.items() if k != "name"} for t in d.get("themes", [])}
+    return config_from_dict(raw, Path("/"), source=str(d.get("source", "<recorded>")))

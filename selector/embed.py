@@ -171,3 +171,9 @@ class SeedIndex:
                 res["neg"] = np.zeros(len(x), dtype=np.float32)
             out[t] = res
         return out
+
+    def nearest(self, emb: np.ndarray, theme: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest positive seeds of `theme` for each row of `emb`: (cosines, rows into pos_ids)."""
+        kp = min(k, self._pos_index[theme].ntotal)
+        sims, idx = self._pos_index[theme].search(np.ascontiguousarray(emb, dtype=np.float32), kp)
+        return sims, idx

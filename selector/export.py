@@ -49,6 +49,7 @@ import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,9 @@ import yaml
 from .errors import ExportError
 from .manifest import MANIFEST_FORMAT, load_manifest
 
+OLMO_REPETITION_SLACK = (
+    1.5  # max_repetition_ratio: room for a tokenizer that yields up to 1/1.5 of the estimate
+)
 FORMATS = ("megatron", "olmo-core", "mosaic", "nanotron", "dolma")
 EXPORT_FORMAT = "selector-export/1"
 HEADER = "# selector-export: "
@@ -237,6 +241,12 @@ def _text(lines: list[str], body: str = "") -> bytes:
 # ---------------------------------------------------------------------------------------------- writers
 
 
+def megatron_sidecar(out: Path) -> Path:
+    """Megatron reads a --data-args-path file as whitespace-separated words, so the blend file holds only
+    `weight prefix` pairs and its notes (and the header the check reads) go beside it."""
+    return out.with_name(out.name + ".selector.txt")
+
+
 def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
     spaced = [e.path for e in entries if any(ch.isspace() for ch in e.path)]
     if spaced:
@@ -249,12 +259,13 @@ def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
         manifest=manifest, fmt="megatron", entries=entries, seq_len=seq_len, title="Megatron-LM data blend"
     )
     lines += [
-        f"# Megatron gives each prefix weight / sum(weights) of --train-samples {_samples(int(manifest['total_tokens']), seq_len)} "
-        f"(--seq-length {seq_len}).",
-        "# --data-args-path does not skip comments: pass `--data-path $(grep -v '^#' THIS_FILE)`, or this line:",
+        f"# Megatron gives each prefix weight / sum(weights) of --train-samples "
+        f"{_samples(int(manifest['total_tokens']), seq_len)} (--seq-length {seq_len}).",
+        f"# Pass the blend as --data-args-path {out.name}, or as this line:",
         "# --data-path " + " ".join(pairs),
     ]
-    _atomic_write(out, _text(lines, "".join(p + "\n" for p in pairs)))
+    _atomic_write(megatron_sidecar(out), _text(lines))
+    _atomic_write(out, "".join(p + "\n" for p in pairs).encode())
 
 
 def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
@@ -262,9 +273,9 @@ def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, 
     sources = []
     for e in entries:
         ratio = e.tokens / total
-        # OLMo-core asks for int(requested_tokens * target_ratio) tokens of a source; allow that much
-        needed = int(total * ratio)
-        rep = 1.0 if needed <= e.tokens else math.ceil(needed / e.tokens * 1e6) / 1e6
+        # OLMo-core refuses a source holding fewer than int(requested_tokens * target_ratio) tokens; the
+        # counts here are selector's estimate (ceil(chars / 4)), so allow the real tokenizer some slack
+        rep = OLMO_REPETITION_SLACK
         sources.append(
             {"source_name": e.name, "target_ratio": ratio, "max_repetition_ratio": rep, "paths": [e.path]}
         )
@@ -414,9 +425,9 @@ def _write_attributes(path: Path, part: Path, selected: pl.DataFrame, streams: l
     score_keys, stream_keys, repeats_key = _attr_keys(themes, streams)
     score_cols = [f"score_{t}" for t in themes]
     df = (
-        pl.read_parquet(part, columns=["doc_id", "n_chars", *score_cols])
+        pl.read_parquet(part, columns=["doc_id", "source", "row", "n_chars", *score_cols])
         .with_row_index("_i")
-        .join(selected, on="doc_id", how="left")
+        .join(selected, on=["source", "row"], how="left")
         .sort("_i")
         .select("doc_id", "n_chars", "theme", "repeats", *score_cols)
     )
@@ -449,9 +460,10 @@ def _write_dolma(
     docs_path = mdir / str((manifest.get("files") or {}).get("documents", "documents.parquet"))
     if not docs_path.is_file():
         raise ExportError(f"{docs_path} is missing. Re-run `selector select` to rewrite the manifest.")
-    selected = pl.read_parquet(docs_path, columns=["doc_id", "theme", "repeats"])
-    if selected["doc_id"].n_unique() != selected.height:
-        raise ExportError(f"{docs_path} lists a doc_id twice; re-run `selector select` to rewrite it.")
+    # documents are matched by where they are (shard and row), so ids repeated across shards are fine
+    selected = pl.read_parquet(docs_path, columns=["source", "row", "theme", "repeats"])
+    if selected.select(pl.struct("source", "row").n_unique()).item() != selected.height:
+        raise ExportError(f"{docs_path} lists a document twice; re-run `selector select` to rewrite it.")
     inputs = _dolma_files(mdir, manifest)
     sdir = _scores_dir(mdir, manifest)
     parts = [_score_part(sdir, inp) for inp, _name in inputs]  # all checked before anything is written
@@ -463,8 +475,8 @@ def _write_dolma(
         written.add(name)
     if matched != selected.height:
         raise ExportError(
-            f"{docs_path} lists {selected.height:,} documents but the score parts hold {matched:,} of them by "
-            "doc_id (ids missing or repeated across shards). Re-run `selector score` and `selector select`."
+            f"{docs_path} lists {selected.height:,} documents but the score parts hold {matched:,} of them "
+            "(by shard and row). Re-run `selector score` and `selector select`."
         )
     if attr_dir.is_dir():  # attribute files of shards an earlier export had and this manifest has not
         for stale in attr_dir.rglob("*.jsonl.gz"):
@@ -557,16 +569,26 @@ def _proportional(weights: dict[str, float], total: float, where: Path) -> dict[
 
 
 def _read_megatron(path: Path) -> dict[str, float]:
-    meta, text = _read_header(path)
+    meta, _ = _read_header(megatron_sidecar(path))
+    if not path.is_file():
+        raise ExportError(
+            f"no export at {path}. Run `selector export MANIFEST --format megatron --out {path}`."
+        )
+    words = path.read_text().split()  # as Megatron reads --data-args-path
+    if len(words) % 2:
+        raise ExportError(
+            f"{path}: expected `weight prefix` pairs, got an odd number of words. Export again."
+        )
     weights: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) != 2:
-            raise ExportError(f"{path}: expected `weight prefix`, got {line!r}. Export again.")
-        name = _by_path(meta, fields[1], path)
-        weights[name] = weights.get(name, 0.0) + float(fields[0])
+    for w, prefix in zip(words[::2], words[1::2], strict=True):
+        try:
+            value = float(w)
+        except ValueError:
+            raise ExportError(
+                f"{path}: {w!r} is not a weight (expected `weight prefix` pairs). Export again."
+            ) from None
+        name = _by_path(meta, prefix, path)
+        weights[name] = weights.get(name, 0.0) + value
     return _proportional(weights, float(meta["total_tokens"]), path)
 
 
@@ -706,16 +728,18 @@ def verify_export(
         if err > tolerance:
             bad.append(f"{name}: {got:,.0f} tokens in the export, {want:,} in the manifest ({err:.2%} off)")
     if bad:
-        hint = ""
         if fmt == "mosaic":
             hint = (
-                " epoch_size counts whole samples of max_seq_len tokens: a run of fewer than "
-                f"{int(0.5 / tolerance)} sequences cannot hold the mix within {tolerance:.1%}; use a smaller --seq-len."
+                " epoch_size counts whole samples of max_seq_len tokens, too coarse for this small a run: "
+                "use a smaller --seq-len."
             )
+        else:
+            hint = " Do not train on it; export again from the current manifest."
         raise ExportError(
             f"export {out} ({fmt}) disagrees with {mdir / 'manifest.json'} beyond {tolerance:.1%}: "
             + "; ".join(bad)
-            + f". Do not train on it; export again from the current manifest.{hint}"
+            + "."
+            + hint
         )
     return figures
 
@@ -725,7 +749,7 @@ def export(
     fmt: str,
     out: str | Path,
     *,
-    data_root: str = "materialized",
+    data_root: str = "tokenized",
     base_path: str | None = None,
     seq_len: int = 2048,
 ) -> dict[str, Any]:
@@ -735,7 +759,7 @@ def export(
     if seq_len < 1:
         raise ExportError(f"seq_len must be >= 1, got {seq_len}.")
     if not data_root:
-        raise ExportError("data_root must not be empty; pass the directory `selector materialize` wrote.")
+        raise ExportError("data_root must not be empty; pass where the tokenized streams will live.")
     mdir, manifest = load_manifest(manifest_dir, ("total_tokens", "streams"))
     entries = plan(manifest, mdir / "manifest.json", fmt, data_root, base_path)
     out_p = Path(out)
@@ -749,5 +773,14 @@ def export(
                 f"{out} is a directory; the {fmt} export is one file. Choose a file path for --out."
             )
         _WRITERS[fmt](manifest, entries, out_p, seq_len)
-    figures = verify_export(mdir, fmt, out_p)
+    try:
+        figures = verify_export(mdir, fmt, out_p)
+    except ExportError:
+        # an export that disagrees with its manifest must not be trained on: remove it
+        if fmt == "dolma":
+            shutil.rmtree(out_p, ignore_errors=True)
+        else:
+            out_p.unlink(missing_ok=True)
+            megatron_sidecar(out_p).unlink(missing_ok=True)
+        raise
     return {"format": fmt, "out": str(out), "streams": figures}

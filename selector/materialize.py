@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -236,7 +236,7 @@ def _arrow_schema() -> Any:
     return pa.schema([(name, types[dtype]) for name, dtype in _output_schema().items()])
 
 
-def _read_config(manifest: dict[str, Any], where: Path) -> ReadConfig:
+def read_config(manifest: dict[str, Any], where: Path) -> ReadConfig:
     """The reader settings the documents were scored with (`config.read`), so rows and ids line up."""
     raw = manifest["config"].get("read")
     if not isinstance(raw, dict):
@@ -297,7 +297,7 @@ def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]
     return docs
 
 
-def _check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> dict[str, Shard]:
+def check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> dict[str, Shard]:
     """The shards holding selected documents, after checking each is the file that was scored."""
     by_source = {str(i["source"]): i for i in manifest["inputs"]}
     shards: dict[str, Shard] = {}
@@ -318,10 +318,31 @@ def _check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> 
 
 
 def _check_out_dir(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).is_file())):
+    """`out` may be new, empty, or an earlier materialization holding only the files it wrote: anything else
+    there (a tokenizer's output, say) would be deleted when the new output replaces it."""
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).is_file()):
         raise ManifestError(
             f"{out} exists and is not the output of `selector materialize` (no {SUMMARY}); "
             "choose another --out or remove it."
+        )
+    if not (out / SUMMARY).is_file():
+        return
+    try:
+        listed = {f["path"] for st in json.loads((out / SUMMARY).read_text())["streams"] for f in st["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    foreign = sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != SUMMARY and p.relative_to(out).as_posix() not in listed
+    )
+    if foreign:
+        raise ManifestError(
+            f"{out} holds {len(foreign)} file(s) `selector materialize` did not write (e.g. {foreign[0]}), which "
+            "replacing it would delete. Write tokenized data elsewhere (the exports' --data-root, default "
+            "`tokenized`), or choose another --out."
         )
 
 
@@ -354,19 +375,12 @@ def _copies(docs: pl.DataFrame, streams: dict[str, _Stream], seed: int, spill: _
     return docs.height, n_copies
 
 
-def _spill_shard(
-    shard: Shard,
-    cfg: ReadConfig,
-    needed: pl.DataFrame,
-    streams: dict[str, _Stream],
-    seed: int,
-    spill: _Spill,
-) -> tuple[int, int]:
-    """Pass 1 for one input shard: find the needed rows, check their ids and lengths, spill their copies."""
+def matched_rows(shard: Shard, cfg: ReadConfig, needed: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    """The rows of `shard` listed in `needed` (`row, doc_id, n_chars` and any other columns), with their
+    `text`, batch by batch; checks each id and length, and that every needed row was found."""
     wanted = needed.rename({"doc_id": "manifest_doc_id", "n_chars": "manifest_n_chars"})
     found: set[int] = set()
     last = int(wanted["row"].max())  # type: ignore[arg-type]
-    n_docs = n_copies = 0
     for batch in read_shard(shard, cfg):
         hit = batch.select("row", "doc_id", "text").join(wanted, on="row", how="inner")
         if hit.height:
@@ -385,9 +399,7 @@ def _spill_shard(
                     f"characters, the manifest {r['manifest_n_chars']:,}. {RERUN}"
                 )
             found.update(hit["row"].to_list())
-            d, c = _copies(hit, streams, seed, spill)
-            n_docs += d
-            n_copies += c
+            yield hit.drop("manifest_doc_id").rename({"manifest_n_chars": "n_chars"})
         if len(found) == wanted.height or (batch.height and int(batch["row"][-1]) >= last):  # type: ignore[arg-type]
             break
     if len(found) != wanted.height:
@@ -396,6 +408,22 @@ def _spill_shard(
             f"{shard.source} row {r['row']}: document {r['manifest_doc_id']!r} is not there (the row is "
             f"missing, blank or unreadable now). {RERUN}"
         )
+
+
+def _spill_shard(
+    shard: Shard,
+    cfg: ReadConfig,
+    needed: pl.DataFrame,
+    streams: dict[str, _Stream],
+    seed: int,
+    spill: _Spill,
+) -> tuple[int, int]:
+    """Pass 1 for one input shard: find the needed rows, check their ids and lengths, spill their copies."""
+    n_docs = n_copies = 0
+    for hit in matched_rows(shard, cfg, needed):
+        d, c = _copies(hit, streams, seed, spill)
+        n_docs += d
+        n_copies += c
     return n_docs, n_copies
 
 
@@ -464,12 +492,12 @@ def materialize(
     seed = manifest["seed"] if seed is None else seed
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise SelectorError(f"the seed must be an integer, got {seed!r}.")
-    cfg = _read_config(manifest, mpath)
+    cfg = read_config(manifest, mpath)
     labels = {str(i["source"]): str(i["label"]) for i in manifest["inputs"]}
     docs = _load_documents(mdir, manifest, labels)
     by_source = docs.partition_by("source", as_dict=True)
     order = [src for src in labels if (src,) in by_source]
-    shards = _check_inputs(manifest, order, mpath)
+    shards = check_inputs(manifest, order, mpath)
     out = Path(out_dir).resolve()
     _check_out_dir(out)
 

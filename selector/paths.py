@@ -37,3 +37,16 @@ def default_classifier_dir() -> Path:
 def demo_corpus_dir() -> Path:
     """The embedded demo corpus: a few hundred short documents the project wrote."""
     return _PKG / "demo"
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A temporary directory beside an output, with the permissions a plain mkdir would give (mkdtemp makes
+    it private, and the output it is renamed into should be readable like the rest of the run)."""
+    import os
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp

@@ -349,6 +349,7 @@ def score(
                 "classifier_fingerprint": scorer.clf.identity,
                 "gates": scorer.gates,
                 "thresholds": scorer.thresholds,
+                "calibrated_thresholds": scorer.clf.card.get("thresholds"),
             },
             indent=2,
         )

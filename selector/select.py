@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from . import __version__
 from .config import Config
 from .errors import ManifestError
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
+from .paths import make_temp_dir
 from .score import SCORES
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class Selection:
 
 
 def _thresholds(cfg: Config, info: ScoresInfo, lf: pl.LazyFrame, n_docs: int) -> dict[str, float]:
-    recorded = info.meta.get("thresholds") or {}
+    calibrated = info.meta.get("calibrated_thresholds") or {}
     out: dict[str, float] = {}
     for t in cfg.themes:
         if t.top_fraction > 0:
@@ -116,12 +116,13 @@ def _thresholds(cfg: Config, info: ScoresInfo, lf: pl.LazyFrame, n_docs: int) ->
             top = lf.select(pl.col(f"score_{t.name}").top_k(k).min()).collect().item()
             out[t.name] = float(top) if top is not None else 1.0
         elif t.threshold == "auto":
-            if t.name not in recorded:
+            if t.name not in calibrated:
                 raise ManifestError(
-                    f'themes.{t.name}.threshold is "auto" but {info.dir} records no calibrated threshold for it '
-                    "(scored with an older classifier). Set a number in the config or rescore."
+                    f'themes.{t.name}.threshold is "auto" but the classifier behind {info.dir} has no calibrated '
+                    "threshold for it (trained by an older selector). Give --threshold "
+                    f"{t.name}=SCORE or --top-fraction {t.name}=FRACTION, or retrain."
                 )
-            out[t.name] = float(recorded[t.name])
+            out[t.name] = float(calibrated[t.name])
         else:
             out[t.name] = float(t.threshold)
     return out
@@ -175,6 +176,30 @@ def whole_copies(e: np.ndarray, u0: float, order: np.ndarray) -> np.ndarray:
     return (base + extra).astype(np.int64)
 
 
+def _auto_total(base_tokens: int, up: list[Any], unique: dict[str, int], cap: int) -> int:
+    """The run's tokens when it is the base mix once plus the streams, each `target_share` of the run: streams
+    that cannot reach their share even at the cap contribute what they can, the rest their share, so
+    total = (base + sum of short streams at the cap) / (1 - sum of the other shares)."""
+    short: set[str] = set()
+    while True:
+        free = sum(t.target_share for t in up if t.target_share and t.name not in short)
+        fixed = sum(cap * unique[t.name] for t in up if t.name in short)
+        total = (base_tokens + fixed) / (1 - free)
+        more = {t.name for t in up if t.target_share and t.target_share * total > cap * unique[t.name]}
+        if more <= short:
+            return round(total)
+        short |= more
+
+
+def _planned_stream_tokens(up: list[Any], unique: dict[str, int], total: int, cap: int) -> int:
+    """The streams' tokens before sampling: each its target, at most the cap times its unique tokens."""
+    out = 0
+    for t in up:
+        target = t.target_tokens or (round(t.target_share * total) if t.target_share else unique[t.name])
+        out += min(target, cap * unique[t.name])
+    return out
+
+
 def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selection:
     sc = cfg.select
     missing = [t for t in cfg.theme_names if t not in info.themes]
@@ -208,6 +233,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 )
             )
 
+    n_candidates = {t.name: int((cand[f"score_{t.name}"] >= thr[t.name]).sum()) for t in up}
     # exclusions (e.g. ai_risk) come first: an excluded document joins no stream
     excluded = pl.lit(False)
     for ex_theme, ex_at in sc.exclude_above.items():
@@ -222,6 +248,16 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             for x, v in sc.exclude_above.items()
         ]
         reject(q, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
+    early_warnings: list[str] = []
+    for ex_theme, ex_at in sc.exclude_above.items():
+        col = cand[f"score_{ex_theme}"]
+        top = float(col.max()) if col.len() else 0.0  # type: ignore[arg-type]
+        if not int((col >= ex_at).sum()):
+            early_warnings.append(
+                f"exclude_above {ex_theme} = {ex_at:g} excluded no document: the highest {ex_theme} score among the "
+                f"candidates is {top:.3f} (its threshold: {thr[ex_theme]:.3f}). Scores are "
+                "on the classifier's scale; compare with the thresholds in the manifest."
+            )
     cand = cand.filter(~pl.col("_excluded")).drop("_excluded")
 
     # each document joins the stream of the upsampled theme it scores highest on among those it qualifies for
@@ -261,15 +297,24 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 'select.total_tokens = "auto" counts the scored corpus as the base mix, but base_in_mix is false. '
                 "Give --total-tokens (the tokens of your training run)."
             )
-        total = round(base_tokens / (1 - shares)) if sc.base_in_mix else sum(stream_tokens.values())
+        total = _auto_total(base_tokens, up, stream_tokens, sc.max_repeats) if sc.base_in_mix else 0
     else:
         total = int(sc.total_tokens)
 
     docs: list[pl.DataFrame] = []
     stream_rows: list[dict[str, Any]] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(early_warnings)
     stance = [t.name for t in cfg.themes if not t.upsample]
-    base_add = 1 if sc.base_in_mix else 0
+    # the base mix's passes in the run: 1 under "auto"; with an explicit total, the tokens the streams leave
+    # for it over its size (known once the streams are drawn, so the refusal below uses an upper bound)
+    if not sc.base_in_mix:
+        base_add = 0.0
+    elif sc.total_tokens == "auto":
+        base_add = 1.0
+    else:
+        base_add = max(0.0, total - _planned_stream_tokens(up, stream_tokens, total, sc.max_repeats)) / max(
+            base_tokens, 1
+        )
     for i, t in enumerate(up):
         s = cand.filter(pl.col("_best") == i).drop("_best").sort("source", "row")
         unique = int(s["n_tokens"].sum())
@@ -291,9 +336,10 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         )
         if int(reps.max(initial=0)) + base_add > sc.hard_max_epochs and not force:
             raise ManifestError(
-                f"stream {t.name}: documents would be seen {int(reps.max()) + base_add} times, past "
+                f"stream {t.name}: documents would be seen {int(reps.max()) + base_add:g} times, past "
                 f"select.hard_max_epochs = {sc.hard_max_epochs} (returns from repetition vanish around 16 epochs). "
-                "Lower max_repeats or the target, or pass --force."
+                "Lower max_repeats or the target, or allow it: --force (selector select), --force-epochs "
+                "(selector run)."
             )
         chosen = s.filter(pl.col("repeats") > 0)
         dropped = s.filter(pl.col("repeats") == 0)
@@ -330,7 +376,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         row: dict[str, Any] = {
             "theme": t.name,
             "threshold": thr[t.name],
-            "candidates": int(cand.height and (pl.Series(cand[f"score_{t.name}"]) >= thr[t.name]).sum()),
+            "candidates": n_candidates[t.name],
             "qualifying_documents": s.height,
             "qualifying_tokens": unique,
             "unique_documents": chosen.height,
@@ -343,8 +389,8 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             else 0.0,
             "cap": sc.max_repeats,
             "capped": bool(capped),
-            "shortfall_tokens": max(0, target - achieved) if capped else 0,
-            "shortfall_share": round(max(0, target - achieved) / target, 4) if capped and target else 0.0,
+            "shortfall_tokens": max(0, target - achieved),
+            "shortfall_share": round(max(0, target - achieved) / target, 4) if target else 0.0,
         }
         for x in stance:
             hit = chosen.filter(pl.col(f"score_{x}") >= thr[x])
@@ -359,9 +405,21 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         if not s.height:
             warnings.append(f"stream {t.name}: no document reaches the threshold {thr[t.name]:.3f}")
 
-    if sc.total_tokens == "auto" and sc.base_in_mix:
-        # the run is the base mix once plus the streams as drawn (targets were set from the shares)
-        total = base_tokens + sum(int(r["achieved_tokens"]) for r in stream_rows)
+    achieved_all = sum(int(r["achieved_tokens"]) for r in stream_rows)
+    if sc.total_tokens == "auto":
+        # the run is the base mix once (if kept) plus the streams as drawn (targets were set from the shares)
+        total = (base_tokens if sc.base_in_mix else 0) + achieved_all
+    elif achieved_all > total:
+        raise ManifestError(
+            f"the streams hold {achieved_all:,} tokens, more than --total-tokens {total:,}. Give the training "
+            "run's real size, or lower the targets."
+        )
+    base_epochs = (total - achieved_all) / base_tokens if sc.base_in_mix and base_tokens else 0.0
+    if sc.total_tokens != "auto" and sc.base_in_mix and abs(base_epochs - 1) > 0.01:
+        warnings.append(
+            f"with total_tokens {total:,}, the base mix ({base_tokens:,} tokens) fills the rest of the run: "
+            f"{base_epochs:.2f} passes over the scored corpus, which the weights and effective epochs include"
+        )
 
     doc_cols = [
         "doc_id", "source", "row", "url", "theme", *score_cols, "n_chars", "n_tokens", "repeats", "weight", "reason",
@@ -385,7 +443,13 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         rejected=rej,
         thresholds=thr,
         total_tokens=total,
-        base={"in_mix": sc.base_in_mix, "documents": n_docs, "tokens": base_tokens},
+        base={
+            "in_mix": sc.base_in_mix,
+            "documents": n_docs,
+            "tokens": base_tokens,
+            "epochs": round(base_epochs, 4),
+            "run_tokens": total - achieved_all if sc.base_in_mix else 0,
+        },
         warnings=warnings,
     )
 
@@ -469,7 +533,7 @@ def select(
     }
     out = Path(out_dir) / MANIFEST_DIR
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".manifest-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, ".manifest-")
     try:
         write_parquet(sel.documents, tmp / "documents.parquet")
         write_parquet(sel.streams, tmp / "streams.parquet")
@@ -501,20 +565,27 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
     streams = manifest["streams"]
     stance = sorted({k[: -len("_tokens")] for s in streams for k in s if k.endswith("_tokens")} - {
         "qualifying", "unique", "target", "achieved", "shortfall"})  # fmt: skip
-    head = (
-        f"{'stream':<16}{'candidates':>11}{'selected':>10}{'unique tok':>12}{'target tok':>12}"
-        f"{'achieved':>11}{'epochs':>8}{'shortfall':>11}"
-    )
-    lines = [head + "".join(f"{x + ' tok':>13}" for x in stance)]
-    for s in streams:
-        lines.append(
-            f"{s['theme']:<16}{s['candidates']:>11,}{s['unique_documents']:>10,}{s['unique_tokens']:>12,}"
-            f"{s['target_tokens']:>12,}{s['achieved_tokens']:>11,}{s['epochs']:>8.2f}"
-            f"{s['shortfall_tokens']:>11,}" + "".join(f"{s[x + '_tokens']:>13,}" for x in stance)
+    cols = [("stream", "theme"), ("candidates", "candidates"), ("selected", "unique_documents"),
+            ("unique tok", "unique_tokens"), ("target tok", "target_tokens"), ("achieved", "achieved_tokens"),
+            ("epochs", "epochs"), ("shortfall", "shortfall_tokens"),
+            *((f"{x} tok", f"{x}_tokens") for x in stance)]  # fmt: skip
+
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+    table = [[h for h, _ in cols]] + [[cell(s[k]) for _, k in cols] for s in streams]
+    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
+    lines = [
+        "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))
         )
+        for r in table
+    ]
     base = manifest["base"]
+    passes = base.get("epochs", 1.0)
+    kept = f"kept in the run, {passes:.2f} pass(es)" if base["in_mix"] else "not in the run"
     lines.append(
-        f"base mix: {base['documents']:,} documents, {base['tokens']:,} tokens "
-        f"({'kept in the run' if base['in_mix'] else 'not in the run'}); run total {manifest['total_tokens']:,} tokens"
+        f"base mix: {base['documents']:,} documents, {base['tokens']:,} tokens ({kept}); "
+        f"run total {manifest['total_tokens']:,} tokens"
     )
     return lines

@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .labels import read_label_csv
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
+from .paths import make_temp_dir
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
@@ -58,6 +58,12 @@ from .text import fasttext_input
 log = logging.getLogger(__name__)
 
 MAX_REPEAT = 50
+
+
+MIN_VALIDATION_POSITIVES = (
+    10  # fewer teacher positives in the validation split: thresholds use the whole sample
+)
+MIN_THRESHOLD_POSITIVES = 3  # fewer in the whole sample: the threshold falls back to 0.5, with a warning
 
 
 def _key(seed: int, salt: str, *parts: object) -> int:
@@ -84,7 +90,7 @@ def is_current(
         return False
     labels_hash = file_sha256(Path(labels_path)) if labels_path else None
     return bool(
-        card.get("config_hash") == cfg.hash()
+        card.get("config_hash") == cfg.training_hash()
         and card.get("trained_on", {}).get("shard_fingerprints_sha256")
         == inputs_fingerprint(discover_shards(inputs))
         and card.get("trained_on", {}).get("human_labels_sha256") == labels_hash
@@ -245,6 +251,7 @@ def train(
     m_pseudo = min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
     heads: dict[str, tuple[np.ndarray, float]] = {}
     teacher_doc: dict[str, np.ndarray] = {}
+    teacher_strict: dict[str, np.ndarray] = {}
     teacher_seed: dict[str, np.ndarray] = {}
     head_info: dict[str, Any] = {}
     for t in themes:
@@ -273,6 +280,10 @@ def train(
         p_docs = predict_logistic(xd, coef, bias)
         lab = p_docs >= tc.teacher_threshold
         lab[pseudo] = True
+        strict = lab.copy()  # without the student's extra positives: what selection thresholds are fitted to
+        for i, v in hl.items():
+            strict[i] = bool(v)
+        teacher_strict[t] = strict
         n_student = round(tc.student_positive_fraction * len(free))
         if n_student:
             lab[free[np.argsort(-p_docs[free], kind="stable")[:n_student]]] = True
@@ -326,10 +337,11 @@ def train(
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, ".train-")
     try:
         files: dict[str, str] = {}
         val_probs: dict[str, np.ndarray] = {}  # the kept model's validation probabilities, per theme
+        all_probs: dict[str, np.ndarray] = {}  # ... and on every sample document
         quantized: dict[str, bool] = {}
         quant_drop: dict[str, float] = {}
         val_metrics: dict[str, Any] = {}
@@ -366,6 +378,8 @@ def train(
             fname = stem + suffix
             files[key] = fname
             val_probs.update(full)
+            # the kept model on the whole sample, for selection thresholds when validation is too small
+            all_probs.update(fasttext_probs(load_fasttext(tmp / fname), ft_doc_text, themes, key))
             for t, p in full.items():
                 truth = val_truth[t]
                 prec, rec = precision_recall_at(p, truth, 0.5)
@@ -404,15 +418,44 @@ def train(
             passed = np.zeros(0, dtype=bool)
             embed_fraction = None
 
-        # --- selection thresholds: where the cascade score agrees best (F1) with the held-out labels ---
+        # --- selection thresholds: where the cascade score agrees best (F1) with the teacher's own labels
+        # (pseudo positives, head probability >= teacher_threshold, human labels; not the student's extra
+        # positives, which are there for recall): on the held-out split when it holds enough of them, else
+        # on the whole sample (small corpora) ------------------------------------------------------------
         w_emb = cfg.cascade.embedding_weight
-        thresholds: dict[str, float] = {}
+        all_passed = np.zeros(n, dtype=bool)
         for t in themes:
-            emb_val = predict_logistic(xd[val_idx], *heads[t]) if len(val_idx) else np.zeros(0)
-            s_val = np.clip(w_emb * np.where(passed, emb_val, 0.0) + (1 - w_emb) * val_probs[t], 0, 1)
-            thr, prec, rec = best_f1_threshold(s_val, val_truth[t])
+            all_passed |= all_probs[t] >= gates[t]
+        thresholds: dict[str, float] = {}
+        warnings: list[str] = []
+        for t in themes:
+            s_all = np.clip(
+                w_emb * np.where(all_passed, predict_logistic(xd, *heads[t]), 0.0)
+                + (1 - w_emb) * all_probs[t],
+                0,
+                1,
+            )
+            truth_all = teacher_strict[t]
+            where = "validation"
+            s_fit, truth_fit = s_all[val_idx], truth_all[val_idx]
+            if int(truth_fit.sum()) < MIN_VALIDATION_POSITIVES:
+                where, s_fit, truth_fit = "whole sample", s_all, truth_all
+            if int(truth_fit.sum()) < MIN_THRESHOLD_POSITIVES:
+                thr, prec, rec = 0.5, None, None
+                where = "default"
+                warnings.append(
+                    f"{t}: {int(truth_fit.sum())} teacher positive(s) in the sample, fewer than "
+                    f"{MIN_THRESHOLD_POSITIVES}: its selection threshold falls back to 0.5. Train on a larger "
+                    "corpus, raise train.pseudo_positive_fraction if the corpus is rich in the theme "
+                    "(configs/demo.toml), or select with --threshold / --top-fraction."
+                )
+                progress(f"warning: {warnings[-1]}")
+            else:
+                thr, prec, rec = best_f1_threshold(s_fit, truth_fit)
             thresholds[t] = thr
             val_metrics[t]["threshold"] = round(thr, 6)
+            val_metrics[t]["threshold_fitted_on"] = where
+            val_metrics[t]["threshold_positives"] = int(truth_fit.sum())
             val_metrics[t]["precision_at_threshold"] = None if prec is None else round(prec, 4)
             val_metrics[t]["recall_at_threshold"] = None if rec is None else round(rec, 4)
 
@@ -461,6 +504,7 @@ def train(
             "validation": val_metrics,
             "gates": gates,
             "thresholds": thresholds,
+            "warnings": warnings,
             "validation_embed_fraction": embed_fraction,
             "quantized": quantized,
             "quantization_mean_ap_drop": quant_drop,
@@ -472,7 +516,7 @@ def train(
             "fasttext": {**cfg.fasttext.__dict__},
             "train": {**cfg.train.__dict__},
             "cascade": {"knn": cfg.cascade.knn, "target_embed_fraction": cfg.cascade.target_embed_fraction},
-            "config_hash": cfg.hash(),
+            "config_hash": cfg.training_hash(),
             "determinism": "fastText is trained on fasttext.threads threads (default 1, the only setting under "
             "which it is deterministic); sampling, splitting and the head are seeded or exact.",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

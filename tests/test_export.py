@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from selector.errors import ExportError, SelectorError
-from selector.export import FORMATS, export, verify_export
+from selector.export import FORMATS, export, megatron_sidecar, verify_export
 from selector.score import output_schema
 
 THEMES = ["honesty", "corrigibility", "harmlessness"]
@@ -192,13 +192,15 @@ def test_round_trip(run: Path, tmp_path: Path, fmt: str) -> None:
 def test_megatron_file(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "blend.txt"
     export(run / "manifest", "megatron", out)
-    text = out.read_text()
-    pairs = [line.split() for line in text.splitlines() if not line.startswith("#")]
+    # the blend file is only `weight prefix` pairs, read as Megatron reads --data-args-path (split on whitespace)
+    words = out.read_text().split()
+    pairs = [list(p) for p in zip(words[::2], words[1::2], strict=True)]
+    text = megatron_sidecar(out).read_text()
     assert pairs == [
-        ["3500", "materialized/honesty/honesty_text_document"],
-        ["1202", "materialized/corrigibility/corrigibility_text_document"],
-        ["3004", "materialized/harmlessness/harmlessness_text_document"],
-        ["1016294", "materialized/base/base_text_document"],
+        ["3500", "tokenized/honesty/honesty_text_document"],
+        ["1202", "tokenized/corrigibility/corrigibility_text_document"],
+        ["3004", "tokenized/harmlessness/harmlessness_text_document"],
+        ["1016294", "tokenized/base/base_text_document"],
     ]
     assert "# --data-path " + " ".join(" ".join(p) for p in pairs) + "\n" in text
     assert "total_tokens=1024000 seq_len=2048" in text
@@ -216,7 +218,7 @@ def test_olmo_core_yaml(run: Path, tmp_path: Path) -> None:
     assert sources[0] == {
         "source_name": "honesty",
         "target_ratio": 3500 / 1_024_000,
-        "max_repetition_ratio": 1.0,
+        "max_repetition_ratio": 1.5,
         "paths": ["/data/mat/honesty/npy/*.npy"],
     }
     assert sources[3]["paths"] == ["/data/mat/base/npy/*.npy"]
@@ -229,7 +231,7 @@ def test_mosaic_yaml(run: Path, tmp_path: Path) -> None:
     ds = body(out)["train_loader"]["dataset"]
     assert ds["epoch_size"] == 500 and ds["max_seq_len"] == 2048
     assert ds["streams"]["harmlessness"] == {
-        "local": "materialized/harmlessness/mds",
+        "local": "tokenized/harmlessness/mds",
         "proportion": 3004 / TOTAL,
     }
     assert ds["streams"]["base"] == {"remote": "s3://bucket/base-mds", "proportion": 1_016_294 / TOTAL}
@@ -250,10 +252,10 @@ def test_nanotron_yaml(run: Path, tmp_path: Path) -> None:
     export(run / "manifest", "nanotron", out)
     stage = body(out)["data_stages"][0]
     assert stage["data"]["dataset"]["dataset_folder"] == {
-        "materialized/honesty/nanoset": 3500,
-        "materialized/corrigibility/nanoset": 1202,
-        "materialized/harmlessness/nanoset": 3004,
-        "materialized/base/nanoset": 1_016_294,
+        "tokenized/honesty/nanoset": 3500,
+        "tokenized/corrigibility/nanoset": 1202,
+        "tokenized/harmlessness/nanoset": 3004,
+        "tokenized/base/nanoset": 1_016_294,
     }
     assert stage["data"]["seed"] == 7
 
@@ -282,8 +284,8 @@ def test_dolma_attributes(run: Path, tmp_path: Path) -> None:
     ] + ["base"]
     assert mix[2]["filter"]["include"] == ["$.attributes[?(@.selector__selector__stream_honesty[0][2] >= 3)]"]
     assert mix[2]["documents"] == [f"{out}/documents/a.jsonl.gz", f"{out}/documents/sub/b.jsonl.gz"]
-    assert mix[2]["output"]["path"] == "materialized/honesty"
-    assert mix[-1]["output"]["path"] == "materialized/base" and "filter" not in mix[-1]
+    assert mix[2]["output"]["path"] == "tokenized/honesty"
+    assert mix[-1]["output"]["path"] == "tokenized/base" and "filter" not in mix[-1]
 
 
 def tamper(out: Path, fmt: str) -> None:
@@ -299,7 +301,7 @@ def tamper(out: Path, fmt: str) -> None:
         return
     text = out.read_text()
     old, new = {
-        "megatron": ("\n3500 ", "\n3600 "),
+        "megatron": ("3500 ", "3600 "),
         "olmo-core": ("target_ratio: 0.00341796875", "target_ratio: 0.0035"),
         "mosaic": ("proportion: 0.00341796875", "proportion: 0.0035"),
         "nanotron": ("honesty/nanoset: 3500", "honesty/nanoset: 3600"),
@@ -368,6 +370,7 @@ def test_errors_name_the_file_and_the_fix(run: Path, tmp_path: Path) -> None:
 def test_verify_rejects_a_file_it_did_not_write(run: Path, tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("0.5 /data/a_text_document\n0.5 /data/b_text_document\n")
+    megatron_sidecar(foreign).write_text("# notes by hand\n")
     with pytest.raises(ExportError, match="was not written by this `selector export`"):
         verify_export(run / "manifest", "megatron", foreign)
 
@@ -380,11 +383,11 @@ def test_empty_stream_and_empty_base_are_left_out(run: Path, tmp_path: Path) -> 
             s["achieved_tokens"] = 0
     mf.write_text(json.dumps({**m, "total_tokens": HONESTY + HARMLESSNESS}))
     summary = export(run / "manifest", "megatron", tmp_path / "blend.txt")
-    text = (tmp_path / "blend.txt").read_text()
-    assert [line for line in text.splitlines() if not line.startswith("#")] == [
-        "3500 materialized/honesty/honesty_text_document",
-        "3004 materialized/harmlessness/harmlessness_text_document",
+    assert (tmp_path / "blend.txt").read_text().splitlines() == [
+        "3500 tokenized/honesty/honesty_text_document",
+        "3004 tokenized/harmlessness/harmlessness_text_document",
     ]
+    text = megatron_sidecar(tmp_path / "blend.txt").read_text()
     assert "# corrigibility: no tokens selected, left out of the mix" in text
     assert summary["streams"]["corrigibility"] == {
         "manifest_tokens": 0,

@@ -254,11 +254,17 @@ def test_accepts_the_run_directory_and_replaces_an_earlier_output(run, tmp_path)
     mdir, _ = run
     out = tmp_path / "mat"
     materialize(mdir, out, progress=_quiet)
-    (out / "honesty" / "stale.txt").write_text("left from before")
     materialize(mdir.parent, out, seed=3, progress=_quiet)
-    assert not (out / "honesty" / "stale.txt").exists()
     assert json.loads((out / "materialize.json").read_text())["seed"] == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # a file it did not write (a tokenizer's output, say) would be deleted by the replacement: refused
+    (out / "honesty" / "tokens.bin").write_text("tokenized")
+    with pytest.raises(
+        ManifestError,
+        match=r"holds 1 file\(s\) `selector materialize` did not write \(e.g. honesty/tokens.bin\)",
+    ):
+        materialize(mdir.parent, out, seed=4, progress=_quiet)
+    assert (out / "honesty" / "tokens.bin").read_text() == "tokenized"
 
 
 def test_refuses_to_overwrite_a_directory_it_did_not_write(run, tmp_path):

@@ -53,7 +53,12 @@ def make_scores(
         (sdir / f"{part}.stats.json").write_text(json.dumps(stats))
         (sdir / f"{part}.done").write_text("{}")
         shards.append({"part": part, "source": source, "label": f"shard-{p}.jsonl", "format": "jsonl"})
-    meta = {"parts": {s["part"]: s["source"] for s in shards}, "shards": shards, "thresholds": thresholds}
+    meta = {
+        "parts": {s["part"]: s["source"] for s in shards},
+        "shards": shards,
+        "thresholds": thresholds,
+        "calibrated_thresholds": thresholds,
+    }
     (sdir / "_inputs.json").write_text(json.dumps(meta))
     return sdir
 
@@ -138,7 +143,7 @@ def test_budget_repeats_and_weights(tmp_path, cfg):
     assert sorted(d["repeats"].to_list()) == [2] * 5 + [3] * 5
     assert (d["weight"] == d["repeats"] + 1).all()
     assert d["reason"][0].startswith("honesty: score 0.9")
-    assert m["base"] == {"in_mix": True, "documents": 40, "tokens": 4000}
+    assert m["base"] == {"in_mix": True, "documents": 40, "tokens": 4000, "epochs": 1.0, "run_tokens": 4000}
     assert [x["skipped"] for x in m["inputs"]] == [1, 1]
 
 
@@ -273,3 +278,62 @@ def test_parse_tokens():
     assert parse_tokens("1e6") == 1_000_000 and parse_tokens("1_000") == 1000
     with pytest.raises(click.BadParameter, match="not a token count"):
         parse_tokens("lots")
+
+
+def test_an_explicit_total_sets_the_base_mix_passes(tmp_path, cfg):
+    c = sel_cfg(cfg, rule="uniform", total_tokens=10_000).replace_theme("honesty", target_tokens=2500)
+    m = run_select(tmp_path, c, docs(10, "honesty") + background(30))
+    # the base (4,000 tokens) fills the 7,500 tokens the stream leaves: 1.875 passes
+    assert m["base"]["epochs"] == 1.875 and m["base"]["run_tokens"] == 7500
+    s = stream(m, "honesty")
+    assert s["effective_epochs"] == 2.5 + 1.875
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert (d["weight"] == d["repeats"] + 1.875).all()
+    assert any("1.88 passes over the scored corpus" in w for w in m["selection"]["warnings"])
+    small = sel_cfg(cfg, total_tokens=1000).replace_theme("honesty", target_tokens=2500)
+    with pytest.raises(ManifestError, match=r"the streams hold 2,500 tokens, more than --total-tokens 1,000"):
+        run_select(tmp_path, small, docs(10, "honesty"), name="small")
+
+
+def test_an_empty_stream_reports_its_whole_target_short(tmp_path, cfg):
+    c = sel_cfg(cfg).replace_theme("honesty", target_tokens=1000, threshold=0.99)
+    m = run_select(tmp_path, c, docs(5, "honesty"))
+    s = stream(m, "honesty")
+    assert (s["achieved_tokens"], s["shortfall_tokens"], s["shortfall_share"]) == (0, 1000, 1.0)
+    assert any("no document reaches the threshold 0.990" in w for w in m["selection"]["warnings"])
+
+
+def test_candidates_count_excluded_documents(tmp_path, cfg):
+    rows = docs(4, "honesty", prefix="ok") + docs(2, "honesty", prefix="risk", score_ai_risk=0.9)
+    m = run_select(tmp_path, sel_cfg(cfg, exclude_above={"ai_risk": 0.5}), rows)
+    s = stream(m, "honesty")
+    assert (s["candidates"], s["unique_documents"]) == (6, 4)
+
+
+def test_auto_total_keeps_the_shares_of_streams_that_reach_them(tmp_path, cfg):
+    c = sel_cfg(cfg, rule="uniform").replace_theme("honesty", target_share=0.5)
+    c = c.replace_theme("cooperation", target_share=0.1)
+    rows = docs(10, "honesty") + docs(10, "cooperation", prefix="c") + background(20)
+    m = run_select(tmp_path, c, rows)
+    h, co = stream(m, "honesty"), stream(m, "cooperation")
+    # honesty cannot reach half the run (4 x 1,000 tokens at most): total = (4,000 + 4,000) / (1 - 0.1)
+    assert h["achieved_tokens"] == 4000 and h["capped"]
+    assert co["target_tokens"] == round(0.1 * 8000 / 0.9)
+    assert abs(co["achieved_tokens"] / m["total_tokens"] - 0.1) < 0.01
+
+
+def test_auto_thresholds_come_from_the_classifier_not_the_scoring_config(tmp_path, cfg):
+    root = tmp_path / "run"
+    sdir = make_scores(root, docs(4, "honesty"))
+    meta = json.loads((sdir / "_inputs.json").read_text())
+    meta["thresholds"] = dict.fromkeys(THEMES, 0.95)  # what the scoring config said
+    meta["calibrated_thresholds"] = dict.fromkeys(THEMES, 0.2)  # what the classifier calibrated
+    (sdir / "_inputs.json").write_text(json.dumps(meta))
+    m = select(root, root, sel_cfg(cfg), progress=lambda m: None)
+    assert m["thresholds"]["honesty"] == 0.2 and stream(m, "honesty")["unique_documents"] == 4
+    del meta["calibrated_thresholds"]
+    (sdir / "_inputs.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ManifestError, match=r'threshold is "auto" but the classifier .* no calibrated threshold'
+    ):
+        select(root, root, sel_cfg(cfg), progress=lambda m: None)

@@ -1,0 +1,563 @@
+"""Audit a manifest: a stratified sample of what was selected (and of what was just left out) for people to
+read and label, and precision estimates from their labels.
+
+`audit(manifest, out_dir)` -> out_dir/index.html (the review page), sample.parquet, sample.csv, audit.json.
+`precision_report(out_dir, labels_csv)` -> precision per theme and score bucket with 95% Wilson intervals,
+and the estimated on-theme documents and tokens in the selection.
+
+Sampling design (seeded, deterministic): the sample is split evenly over the streams; within a stream,
+`near_fraction` of it goes to near-threshold rejects (the highest-scoring documents below the threshold
+that are in no stream) and the rest evenly over three score buckets of the selected documents (tertiles
+of the stream's score: "near threshold", "middle", "top"); within a bucket documents are drawn round-robin
+over source domains (the first document of every domain before the second of any), in seeded order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import polars as pl
+
+from .errors import ManifestError, SelectorError
+from .labels import IGNORED_LABELS, NEGATIVE_LABELS, POSITIVE_LABELS
+from .manifest import load_manifest
+from .materialize import check_inputs, matched_rows, read_config
+
+log = logging.getLogger(__name__)
+
+BUCKETS = ("near threshold", "middle", "top")
+REJECT_BUCKET = "below threshold"
+Z95 = 1.959963984540054
+HIST_BINS = 40
+MAX_PASSAGES = 24
+SAMPLE_COLUMNS = ["doc_id", "stream", "kind", "bucket", "source", "row", "url", "domain", "n_tokens", "repeats",
+                  "weight", "reason"]  # fmt: skip
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials; (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def domain_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host[4:] if host.startswith("www.") else host
+
+
+def _key(seed: int, *parts: object) -> int:
+    h = hashlib.blake2b("\x00".join(map(str, (seed, *parts))).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
+def _round_robin(df: pl.DataFrame, m: int, seed: int, salt: str) -> pl.DataFrame:
+    """m rows of df, the first of every domain (in seeded order) before the second of any."""
+    if df.height <= m:
+        return df
+    keyed = df.with_columns(
+        _k=pl.Series([_key(seed, salt, d) for d in df["doc_id"].to_list()], dtype=pl.UInt64),
+        _dom=pl.col("domain").fill_null(pl.col("source")),
+    )
+    keyed = keyed.with_columns(_rank=pl.col("_k").rank("ordinal").over("_dom"))
+    return keyed.sort("_rank", "_k").head(m).drop("_k", "_dom", "_rank")
+
+
+def _split_even(total: int, n: int) -> list[int]:
+    return [total // n + (1 if i < total % n else 0) for i in range(n)] if n else []
+
+
+def _bucket_edges(scores: np.ndarray) -> tuple[float, float]:
+    if len(scores) == 0:
+        return 0.0, 0.0
+    q1, q2 = np.quantile(scores.astype(np.float64), [1 / 3, 2 / 3])
+    return float(q1), float(q2)
+
+
+def _bucket_expr(col: str, edges: tuple[float, float]) -> pl.Expr:
+    return (
+        pl.when(pl.col(col) < edges[0])
+        .then(pl.lit(BUCKETS[0]))
+        .when(pl.col(col) < edges[1])
+        .then(pl.lit(BUCKETS[1]))
+        .otherwise(pl.lit(BUCKETS[2]))
+    )
+
+
+def _scores_parts(manifest: dict[str, Any], mdir: Path) -> list[Path]:
+    sdir = Path(manifest.get("scores_dir") or mdir.parent / "scores")
+    if not sdir.is_dir() and (mdir.parent / "scores").is_dir():
+        sdir = mdir.parent / "scores"
+    parts = [sdir / f"{i['part']}.parquet" for i in manifest["inputs"]]
+    missing = [p for p in parts if not p.exists()]
+    if missing:
+        raise ManifestError(
+            f"the scores behind {mdir} are gone ({missing[0]} missing). The audit needs them for evidence and "
+            "near-threshold rejects: rerun `selector score` into the same directory."
+        )
+    return parts
+
+
+def draw_sample(
+    documents: pl.DataFrame,
+    scores: pl.LazyFrame,
+    manifest: dict[str, Any],
+    n: int,
+    near_fraction: float,
+    seed: int,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The stratified sample (one row per document and stream) and the strata sizes behind it."""
+    streams = [s["theme"] for s in manifest["streams"]]
+    thresholds = manifest["thresholds"]
+    docs = documents.with_columns(domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String))
+    selected_ids = set(docs["doc_id"].to_list())
+    rows: list[pl.DataFrame] = []
+    strata: dict[str, Any] = {}
+    for stream, n_stream in zip(streams, _split_even(n, len(streams)), strict=True):
+        mine = docs.filter(pl.col("theme") == stream)
+        col = f"score_{stream}"
+        edges = _bucket_edges(mine[col].to_numpy())
+        mine = mine.with_columns(bucket=_bucket_expr(col, edges))
+        n_rej = round(n_stream * near_fraction)
+        per_bucket = _split_even(n_stream - n_rej, len(BUCKETS))
+        strata[stream] = {"bucket_edges": list(edges), "buckets": {}}
+        for b, m in zip(BUCKETS, per_bucket, strict=True):
+            cell = mine.filter(pl.col("bucket") == b)
+            strata[stream]["buckets"][b] = {
+                "documents": cell.height,
+                "unique_tokens": int(cell["n_tokens"].sum()),
+                "stream_tokens": int((cell["n_tokens"] * cell["repeats"]).sum()),
+            }
+            rows.append(_round_robin(cell, m, seed, f"{stream}/{b}").with_columns(kind=pl.lit("selected")))
+        # near-threshold rejects: the best-scoring documents below the threshold that joined no stream
+        below = (
+            scores.filter(pl.col(col) < thresholds[stream])
+            .sort([col, "source", "row"], descending=[True, False, False])  # ties broken by position
+            .head(3 * n_rej + len(selected_ids))
+            .collect()
+            .filter(~pl.col("doc_id").is_in(list(selected_ids)))
+            .head(3 * n_rej)
+        )
+        strata[stream]["rejects_pool"] = below.height
+        if below.height:
+            below = below.with_columns(
+                domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String),
+                theme=pl.lit(stream),
+                repeats=pl.lit(0, dtype=pl.Int64),
+                weight=pl.lit(1.0 if manifest["base"]["in_mix"] else 0.0),
+                reason=pl.format(
+                    f"not selected: {stream} score {{}} < threshold {thresholds[stream]:.3f}",
+                    pl.col(col).round(3),
+                ),
+                bucket=pl.lit(REJECT_BUCKET),
+                kind=pl.lit("near_threshold_reject"),
+            )
+            rows.append(_round_robin(below, n_rej, seed, f"{stream}/reject"))
+    cols = [*SAMPLE_COLUMNS, "n_chars", *(c for c in documents.columns if c.startswith("score_"))]
+    sample = (
+        pl.concat(
+            [r.rename({"theme": "stream"}).select(cols) for r in rows if r.height], how="vertical_relaxed"
+        )
+        if any(r.height for r in rows)
+        else pl.DataFrame(schema=dict.fromkeys(cols, pl.String))
+    )
+    order = {s: i for i, s in enumerate(streams)}
+    kinds = {"selected": 0, "near_threshold_reject": 1}
+    sample = (
+        sample.with_columns(
+            _s=pl.col("stream").replace_strict(order, return_dtype=pl.Int64),
+            _k=pl.col("kind").replace_strict(kinds, return_dtype=pl.Int64),
+        )
+        .sort("_s", "_k", "source", "row")
+        .drop("_s", "_k")
+    )
+    return sample, strata
+
+
+def fetch_texts(manifest: dict[str, Any], mdir: Path, sample: pl.DataFrame) -> dict[tuple[str, int], str]:
+    """The text of each sampled document, read from its input shard (checked unchanged since scoring)."""
+    cfg = read_config(manifest, mdir / "manifest.json")
+    needed = sample.select("source", "row", "doc_id", "n_chars").unique(["source", "row"])
+    sources = sorted(needed["source"].unique().to_list())
+    shards = check_inputs(manifest, sources, mdir / "manifest.json")
+    out: dict[tuple[str, int], str] = {}
+    for src in sources:
+        want = needed.filter(pl.col("source") == src).drop("source").sort("row")
+        for hit in matched_rows(shards[src], cfg, want):
+            for row, text in hit.select("row", "text").iter_rows():
+                out[(src, int(row))] = text
+    return out
+
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n+|$)")
+
+
+def passages(text: str, target_chars: int = 250) -> list[tuple[int, int]]:
+    """Character spans of consecutive sentences grouped to about `target_chars`, at most MAX_PASSAGES."""
+    spans: list[tuple[int, int]] = []
+    start = end = None
+    for m in _SENTENCE.finditer(text):
+        if not m.group().strip():
+            continue
+        if start is None:
+            start = m.start()
+        end = m.end()
+        if end - start >= target_chars:
+            spans.append((start, end))
+            start = None
+    if start is not None and end is not None:
+        spans.append((start, end))
+    if len(spans) > MAX_PASSAGES:  # merge neighbours until few enough
+        step = math.ceil(len(spans) / MAX_PASSAGES)
+        spans = [(spans[i][0], spans[min(i + step, len(spans)) - 1][1]) for i in range(0, len(spans), step)]
+    return spans
+
+
+def _evidence(
+    manifest: dict[str, Any], sample: pl.DataFrame, texts: list[str], progress: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], str | None]:
+    """Per sampled document: nearest seed exemplars per theme, and the passages that drive its stream score.
+    Needs the classifier and its embedding model; returns a note instead when they are unavailable."""
+    from .classifier import Classifier
+    from .config import EmbeddingConfig
+    from .embed import make_embedder
+    from .seeds import load_seed_file
+
+    clf_path = (manifest.get("classifier") or {}).get("path")
+    empty: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]] = (
+        [{} for _ in texts],
+        [[] for _ in texts],
+    )
+    if not clf_path or not Path(clf_path).exists():
+        return (*empty, f"classifier {clf_path} not found: no seed exemplars or passage highlights")
+    try:
+        clf = Classifier.load(clf_path)
+    except SelectorError as e:
+        return (*empty, f"classifier unavailable ({e}): no seed exemplars or passage highlights")
+    emb_card = clf.card["embedding"]
+    ecfg = manifest["config"].get("embedding", {})
+    embedder = make_embedder(
+        EmbeddingConfig(
+            model=emb_card["model"],
+            max_tokens=int(emb_card["max_tokens"]),
+            batch_size=int(ecfg.get("batch_size", 32)),
+            bf16=str(ecfg.get("bf16", "auto")),
+            device=str(ecfg.get("device", "cpu")),
+        )
+    )
+    seed_text: dict[str, str] = {}
+    for t in manifest["config"]["themes"]:
+        if Path(t["seeds"]).exists():
+            seed_text.update({s.seed_id: s.text for s in load_seed_file(t["name"], Path(t["seeds"]))})
+    spans = [passages(t) for t in texts]
+    flat = [t[a:b] for t, sp in zip(texts, spans, strict=True) for a, b in sp]
+    progress(f"embedding {len(texts)} sampled documents and {len(flat)} passages for the evidence")
+    doc_emb = embedder.encode(texts)
+    pas_emb = embedder.encode(flat) if flat else np.zeros((0, doc_emb.shape[1]), dtype=np.float32)
+    pas_scores, _ = clf.emb_scores(pas_emb) if len(flat) else ({t: np.zeros(0) for t in clf.themes}, {})
+    seeds_out: list[dict[str, Any]] = []
+    passages_out: list[list[dict[str, Any]]] = []
+    streams = sample["stream"].to_list()
+    offset = 0
+    for i, stream in enumerate(streams):
+        per_theme: dict[str, Any] = {}
+        for t in [stream, *(x for x in clf.themes if x != stream)]:
+            sims, idx = clf.index.nearest(doc_emb[i : i + 1], t, 3)
+            ids = clf.index.pos_ids[t]
+            per_theme[t] = [
+                {"seed_id": ids[int(j)], "text": seed_text.get(ids[int(j)], ""), "sim": round(float(s), 4)}
+                for s, j in zip(sims[0], idx[0], strict=True)
+                if j >= 0
+            ]
+        seeds_out.append(per_theme)
+        n_sp = len(spans[i])
+        ps: np.ndarray = pas_scores.get(stream, np.zeros(0))[offset : offset + n_sp]
+        # the top third of the passages (1 to 3) are the ones that drove the score
+        keep = max(1, min(3, n_sp // 3))
+        ranked = sorted(zip(spans[i], ps, strict=True), key=lambda x: -float(x[1]))[:keep]
+        passages_out.append(
+            [{"start": int(a), "end": int(b), "score": round(float(s), 4)} for (a, b), s in ranked]
+        )
+        offset += n_sp
+    return seeds_out, passages_out, None
+
+
+def charts(manifest: dict[str, Any], documents: pl.DataFrame, scores: pl.LazyFrame) -> dict[str, Any]:
+    """The data of the page's pictures: score histograms, tokens by domain, yield curves, repetition."""
+    themes = [t["name"] for t in manifest["config"]["themes"]]
+    thresholds = manifest["thresholds"]
+    hist: dict[str, Any] = {}
+    yields: dict[str, Any] = {}
+    grid = np.round(np.linspace(0, 1, 101), 2)
+    for t in themes:
+        col = f"score_{t}"
+        binned = (
+            scores.select(
+                (pl.col(col).clip(0, 1) * HIST_BINS).floor().clip(0, HIST_BINS - 1).cast(pl.Int64).alias("b"),
+                pl.col("n_tokens"),
+            )
+            .group_by("b")
+            .agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tok"))
+            .collect()
+        )
+        counts = np.zeros(HIST_BINS, dtype=np.int64)
+        counts[binned["b"].to_numpy()] = binned["n"].to_numpy()
+        hist[t] = {
+            "edges": [round(i / HIST_BINS, 4) for i in range(HIST_BINS + 1)],
+            "counts": counts.tolist(),
+            "threshold": float(thresholds[t]),
+        }
+        fine = (
+            scores.select((pl.col(col).clip(0, 1) * 100).floor().cast(pl.Int64).alias("b"), "n_tokens")
+            .group_by("b")
+            .agg(pl.col("n_tokens").sum())
+            .collect()
+        )
+        tok = np.zeros(101, dtype=np.int64)
+        tok[fine["b"].to_numpy()] = fine["n_tokens"].to_numpy()
+        yields[t] = {
+            "thresholds": grid.tolist(),
+            "tokens": np.cumsum(tok[::-1])[::-1].tolist(),  # unique tokens at or above each threshold
+            "current": float(thresholds[t]),
+        }
+    by_domain: dict[str, Any] = {}
+    docs = documents.with_columns(
+        domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String).fill_null("(no url)"),
+        tok=pl.col("n_tokens") * pl.col("repeats"),
+    )
+    for s in manifest["streams"]:
+        d = (
+            docs.filter(pl.col("theme") == s["theme"])
+            .group_by("domain")
+            .agg(pl.col("tok").sum())
+            .sort(["tok", "domain"], descending=[True, False])
+        )
+        top = [[r[0], int(r[1])] for r in d.head(15).iter_rows()]
+        rest = int(d["tok"].slice(15).sum()) if d.height > 15 else 0
+        by_domain[s["theme"]] = top + ([["other", rest]] if rest else [])
+    repetition = []
+    for s in manifest["streams"]:
+        counts_r = docs.filter(pl.col("theme") == s["theme"])["repeats"].value_counts().sort("repeats")
+        repetition.append(
+            {
+                "stream": s["theme"],
+                "epochs": s["epochs"],
+                "effective_epochs": s["effective_epochs"],
+                "cap": s["cap"],
+                "repeats_hist": {str(r): int(c) for r, c in counts_r.iter_rows()},
+            }
+        )
+    return {"score_hist": hist, "tokens_by_domain": by_domain, "yield": yields, "repetition": repetition}
+
+
+def audit(
+    manifest_path: str | Path,
+    out_dir: str | Path,
+    sample_size: int = 200,
+    near_fraction: float = 0.15,
+    seed: int | None = None,
+    evidence: bool = True,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """Write the review page and the sample for `manifest_path` into `out_dir`; returns audit.json's content."""
+    from .audit_page import render_page
+
+    if sample_size < 1:
+        raise SelectorError(f"--sample must be at least 1, got {sample_size}")
+    if not 0 <= near_fraction < 1:
+        raise SelectorError(f"--near-fraction must be in [0, 1), got {near_fraction}")
+    mdir, manifest = load_manifest(
+        manifest_path, ("inputs", "streams", "config", "seed", "thresholds", "base")
+    )
+    seed = int(manifest["seed"]) if seed is None else seed
+    documents = pl.read_parquet(mdir / "documents.parquet")
+    themes = [t["name"] for t in manifest["config"]["themes"]]
+    parts = _scores_parts(manifest, mdir)
+    score_cols = [f"{p}_{t}" for p in ("score", "ft", "emb") for t in themes]
+    scores = pl.scan_parquet(parts).select(
+        "doc_id", "source", "row", "url", "n_chars", "n_tokens", *score_cols
+    )
+    sample, strata = draw_sample(documents, scores, manifest, sample_size, near_fraction, seed)
+    progress(
+        f"sampled {sample.height} documents ({int((sample['kind'] != 'selected').sum())} near-threshold rejects)"
+    )
+    texts_by = fetch_texts(manifest, mdir, sample)
+    texts = [texts_by[(s, int(r))] for s, r in sample.select("source", "row").iter_rows()]
+    ev = sample.select("source", "row").join(
+        scores.select("source", "row", *score_cols).collect(), on=["source", "row"], how="left"
+    )
+    if evidence and sample.height:
+        seeds, spans, note = _evidence(manifest, sample, texts, progress)
+    else:
+        seeds, spans, note = [{} for _ in texts], [[] for _ in texts], "evidence skipped (--no-evidence)"
+    docs_out = []
+    for i, r in enumerate(sample.iter_rows(named=True)):
+        e = ev.row(i, named=True)
+        docs_out.append(
+            {
+                **{k: r[k] for k in SAMPLE_COLUMNS if k != "stream"},
+                "stream": r["stream"],
+                "text": texts[i],
+                "scores": {t: e[f"score_{t}"] for t in themes},
+                "ft": {t: e[f"ft_{t}"] for t in themes},
+                "emb": {t: e[f"emb_{t}"] for t in themes},
+                "seeds": seeds[i],
+                "passages": spans[i],
+            }
+        )
+    stance = [t["name"] for t in manifest["config"]["themes"] if not t.get("upsample", True)]
+    data = {
+        "title": f"selector audit: {mdir}",
+        "created_at": manifest.get("created_at", ""),
+        "manifest": str(mdir),
+        "seed": seed,
+        "reviewer_hint": "Label each document for its stream's theme, as THEMES.md defines it.",
+        "themes": themes,
+        "upsampled": [s["theme"] for s in manifest["streams"]],
+        "stance": stance,
+        "thresholds": manifest["thresholds"],
+        "max_repeats": manifest.get("selection", {}).get("max_repeats"),
+        "documents": docs_out,
+        "charts": charts(manifest, documents, scores),
+        "precision": None,
+        "note": note,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sample_out = sample.with_columns(pl.Series("text", texts, dtype=pl.String))
+    sample_out.write_parquet(out / "sample.parquet")
+    sample_out.write_csv(out / "sample.csv")
+    (out / "page.json").write_text(json.dumps(data, default=str))
+    render_page(out, data)
+    info = {
+        "manifest": str(mdir),
+        "themes": themes,
+        "seed": seed,
+        "sample_size": sample.height,
+        "near_fraction": near_fraction,
+        "strata": strata,
+        "evidence_note": note,
+        "files": {"page": "index.html", "sample": "sample.parquet", "csv": "sample.csv"},
+    }
+    (out / "audit.json").write_text(json.dumps(info, indent=2) + "\n")
+    progress(f"review page: {out / 'index.html'}")
+    return info
+
+
+def read_review_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
+    """labels.csv (doc_id,theme,label[,reviewer,time]) -> doc_id, theme, on (bool); unsure rows dropped.
+    Where a document was labelled twice for a theme, the last row wins."""
+    p = Path(path)
+    if not p.exists():
+        raise SelectorError(f"labels file {p} not found. Export it from the review page (key e).")
+    rows: dict[tuple[str, str], bool] = {}
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"doc_id", "theme", "label"} <= set(reader.fieldnames):
+            raise SelectorError(
+                f"{p}: expected a CSV header with doc_id,theme,label; found {reader.fieldnames}."
+            )
+        for n, r in enumerate(reader, start=2):
+            lab = (r.get("label") or "").strip().lower()
+            theme = (r.get("theme") or "").strip()
+            if theme not in themes:
+                raise SelectorError(f"{p}:{n}: theme {theme!r} is not one of {', '.join(themes)}.")
+            if lab in IGNORED_LABELS:
+                continue
+            if lab not in POSITIVE_LABELS | NEGATIVE_LABELS:
+                raise SelectorError(f"{p}:{n}: label {r['label']!r} is not one of on_theme/off_theme/unsure.")
+            rows[((r.get("doc_id") or "").strip(), theme)] = lab in POSITIVE_LABELS
+    return pl.DataFrame(
+        {"doc_id": [k[0] for k in rows], "theme": [k[1] for k in rows], "on": list(rows.values())},
+        schema={"doc_id": pl.String, "theme": pl.String, "on": pl.Boolean},
+    )
+
+
+def _prec(k: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson_interval(k, n)
+    return {
+        "labelled": n,
+        "on": k,
+        "precision": round(k / n, 4) if n else None,
+        "low": round(lo, 4),
+        "high": round(hi, 4),
+    }
+
+
+def precision_report(
+    audit_dir: str | Path, labels_path: str | Path, target_precision: float = 0.8
+) -> dict[str, Any]:
+    """Precision per stream theme and score bucket (95% Wilson), the estimated on-theme documents and tokens
+    in the selection (bucket precision times bucket size, summed), buckets below `target_precision`, and
+    the on-theme rate among the near-threshold rejects."""
+    d = Path(audit_dir)
+    if not (d / "sample.parquet").exists() or not (d / "audit.json").exists():
+        raise SelectorError(
+            f"{d} holds no audit (sample.parquet, audit.json). Run `selector audit MANIFEST --out {d}` first, "
+            "label on its page, then pass the exported labels.csv with --labels."
+        )
+    info = json.loads((d / "audit.json").read_text())
+    sample = pl.read_parquet(d / "sample.parquet")
+    themes = info.get("themes") or sorted(
+        {*sample["stream"].unique().to_list(), *(c[6:] for c in sample.columns if c.startswith("score_"))}
+    )
+    labels = read_review_labels(labels_path, themes)
+    joined = sample.join(labels.rename({"theme": "stream"}), on=["doc_id", "stream"], how="inner")
+    unmatched = labels.join(sample.select("doc_id").unique(), on="doc_id", how="anti").height
+    report: dict[str, Any] = {"labels": str(labels_path), "target_precision": target_precision, "themes": {}}
+    for stream, st in info["strata"].items():
+        sel = joined.filter((pl.col("stream") == stream) & (pl.col("kind") == "selected"))
+        k, n = int(sel["on"].sum()), sel.height
+        buckets: dict[str, Any] = {}
+        est_docs = est_tokens = lo_docs = hi_docs = 0.0
+        covered = True
+        for b, pop in st["buckets"].items():
+            cell = sel.filter(pl.col("bucket") == b)
+            kb, nb = int(cell["on"].sum()), cell.height
+            pb = _prec(kb, nb)
+            pb.update(pop)
+            pb["below_target"] = nb > 0 and pb["high"] < target_precision
+            buckets[b] = pb
+            if nb == 0:
+                covered = covered and pop["documents"] == 0
+                continue
+            est_docs += pop["documents"] * kb / nb
+            est_tokens += pop["unique_tokens"] * kb / nb
+            lo_docs += pop["documents"] * pb["low"]
+            hi_docs += pop["documents"] * pb["high"]
+        rej = joined.filter((pl.col("stream") == stream) & (pl.col("kind") != "selected"))
+        report["themes"][stream] = {
+            **_prec(k, n),
+            "buckets": buckets,
+            "below_target": [b for b, v in buckets.items() if v["below_target"]],
+            "estimated_on_theme_documents": round(est_docs, 1) if n and covered else None,
+            "estimated_on_theme_documents_range": [round(lo_docs, 1), round(hi_docs, 1)]
+            if n and covered
+            else None,
+            "estimated_on_theme_unique_tokens": round(est_tokens) if n and covered else None,
+            "selected_documents": sum(v["documents"] for v in st["buckets"].values()),
+            "near_threshold_rejects": _prec(int(rej["on"].sum()), rej.height),
+        }
+    report["labels_not_in_sample"] = unmatched
+    return report
