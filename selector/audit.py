@@ -23,7 +23,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import polars as pl
@@ -32,6 +31,7 @@ from .errors import ManifestError, SelectorError
 from .labels import IGNORED_LABELS, NEGATIVE_LABELS, POSITIVE_LABELS
 from .manifest import load_manifest
 from .materialize import check_inputs, matched_rows, read_config
+from .urls import domain_of
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ SAMPLE_COLUMNS = ["doc_id", "stream", "kind", "bucket", "source", "row", "url", 
                   "weight", "reason"]  # fmt: skip
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval for k successes in n trials; (0, 1) when n = 0."""
+def wilson_interval(k: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials (n may be an effective sample size);
+    (0, 1) when n = 0."""
     if n == 0:
         return 0.0, 1.0
     p = k / n
@@ -55,33 +56,27 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def domain_of(url: str | None) -> str | None:
-    if not url:
-        return None
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    return host[4:] if host.startswith("www.") else host
-
-
 def _key(seed: int, *parts: object) -> int:
     h = hashlib.blake2b("\x00".join(map(str, (seed, *parts))).encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big")
 
 
 def _round_robin(df: pl.DataFrame, m: int, seed: int, salt: str) -> pl.DataFrame:
-    """m rows of df, the first of every domain (in seeded order) before the second of any."""
-    if df.height <= m:
-        return df
+    """m rows of df, the first of every domain (in seeded order) before the second of any, with
+    `sample_weight` = the domain's documents in df / its documents drawn: the inverse of each document's
+    chance to be drawn, so that estimates from the sample are not biased toward small sites."""
+    dom = pl.col("domain").fill_null(pl.col("source"))
     keyed = df.with_columns(
-        _k=pl.Series([_key(seed, salt, d) for d in df["doc_id"].to_list()], dtype=pl.UInt64),
-        _dom=pl.col("domain").fill_null(pl.col("source")),
+        _k=pl.Series(
+            [_key(seed, salt, f"{s}\x00{r}") for s, r in df.select("source", "row").iter_rows()],
+            dtype=pl.UInt64,
+        ),  # fmt: skip
+        _dom=dom,
     )
-    keyed = keyed.with_columns(_rank=pl.col("_k").rank("ordinal").over("_dom"))
-    return keyed.sort("_rank", "_k").head(m).drop("_k", "_dom", "_rank")
+    keyed = keyed.with_columns(_rank=pl.col("_k").rank("ordinal").over("_dom"), _n_dom=pl.len().over("_dom"))
+    picked = keyed.sort("_rank", "_k").head(m)
+    picked = picked.with_columns(sample_weight=(pl.col("_n_dom") / pl.len().over("_dom")).cast(pl.Float64))
+    return picked.drop("_k", "_dom", "_rank", "_n_dom")
 
 
 def _split_even(total: int, n: int) -> list[int]:
@@ -174,7 +169,12 @@ def draw_sample(
                 kind=pl.lit("near_threshold_reject"),
             )
             rows.append(_round_robin(below, n_rej, seed, f"{stream}/reject"))
-    cols = [*SAMPLE_COLUMNS, "n_chars", *(c for c in documents.columns if c.startswith("score_"))]
+    cols = [
+        *SAMPLE_COLUMNS,
+        "sample_weight",
+        "n_chars",
+        *(c for c in documents.columns if c.startswith("score_")),
+    ]
     sample = (
         pl.concat(
             [r.rename({"theme": "stream"}).select(cols) for r in rows if r.height], how="vertical_relaxed"
@@ -404,8 +404,16 @@ def audit(
     )
     texts_by = fetch_texts(manifest, mdir, sample)
     texts = [texts_by[(s, int(r))] for s, r in sample.select("source", "row").iter_rows()]
-    ev = sample.select("source", "row").join(
-        scores.select("source", "row", *score_cols).collect(), on=["source", "row"], how="left"
+    ev = (
+        sample.select("source", "row")
+        .lazy()
+        .join(
+            scores.select("source", "row", *score_cols),
+            on=["source", "row"],
+            how="left",
+            maintain_order="left",
+        )
+        .collect()
     )
     if evidence and sample.height:
         seeds, spans, note = _evidence(manifest, sample, texts, progress)
@@ -441,7 +449,7 @@ def audit(
         "documents": docs_out,
         "charts": charts(manifest, documents, scores),
         "precision": None,
-        "note": note,
+        "note": "; ".join(x for x in (organic_note(manifest), note) if x),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -463,6 +471,19 @@ def audit(
     (out / "audit.json").write_text(json.dumps(info, indent=2) + "\n")
     progress(f"review page: {out / 'index.html'}")
     return info
+
+
+def organic_note(manifest: dict[str, Any]) -> str:
+    """One line on the streams' organic-ness, for the page's header."""
+    org = (manifest.get("organic") or {}).get("streams") or {}
+    parts = [
+        f"{t}: {100 * v['provenance_share']:.0f}% of tokens with URL and crawl date, "
+        f"{100 * v['pre_llm_share']:.0f}% crawled before {manifest['organic']['pre_llm_cutoff'][:7]}, "
+        f"{v['generated_flagged_documents']} flagged as generated-looking"
+        for t, v in org.items()
+        if v.get("provenance_share") is not None
+    ]
+    return ("Organic: " + "; ".join(parts)) if parts else ""
 
 
 def read_review_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
@@ -505,6 +526,21 @@ def _prec(k: int, n: int) -> dict[str, Any]:
     }
 
 
+def _weighted_prec(on: list[bool], w: list[float]) -> dict[str, Any]:
+    """Precision of a weighted sample (weights: inverse draw probabilities) with a Wilson interval at the
+    effective sample size (sum w)^2 / sum w^2; equal weights give the plain Wilson interval."""
+    n = len(on)
+    out = _prec(sum(on), n)
+    if not n:
+        return out
+    sw = sum(w)
+    p = sum(x for x, y in zip(w, on, strict=True) if y) / sw
+    n_eff = sw * sw / sum(x * x for x in w)
+    lo, hi = wilson_interval(p * n_eff, n_eff)
+    out.update(precision=round(p, 4), low=round(lo, 4), high=round(hi, 4), effective_n=round(n_eff, 2))
+    return out
+
+
 def precision_report(
     audit_dir: str | Path, labels_path: str | Path, target_precision: float = 0.8
 ) -> dict[str, Any]:
@@ -519,6 +555,8 @@ def precision_report(
         )
     info = json.loads((d / "audit.json").read_text())
     sample = pl.read_parquet(d / "sample.parquet")
+    if "sample_weight" not in sample.columns:
+        sample = sample.with_columns(sample_weight=pl.lit(1.0))
     themes = info.get("themes") or sorted(
         {*sample["stream"].unique().to_list(), *(c[6:] for c in sample.columns if c.startswith("score_"))}
     )
@@ -528,36 +566,42 @@ def precision_report(
     report: dict[str, Any] = {"labels": str(labels_path), "target_precision": target_precision, "themes": {}}
     for stream, st in info["strata"].items():
         sel = joined.filter((pl.col("stream") == stream) & (pl.col("kind") == "selected"))
-        k, n = int(sel["on"].sum()), sel.height
         buckets: dict[str, Any] = {}
         est_docs = est_tokens = lo_docs = hi_docs = 0.0
         covered = True
+        # overall: each label weighted by its bucket's size over the bucket's labelled weight (stratified)
+        all_on: list[bool] = []
+        all_w: list[float] = []
         for b, pop in st["buckets"].items():
             cell = sel.filter(pl.col("bucket") == b)
-            kb, nb = int(cell["on"].sum()), cell.height
-            pb = _prec(kb, nb)
+            on = cell["on"].to_list()
+            w = cell["sample_weight"].to_list()
+            pb = _weighted_prec(on, w)
             pb.update(pop)
-            pb["below_target"] = nb > 0 and pb["high"] < target_precision
+            pb["below_target"] = bool(on) and pb["high"] < target_precision
             buckets[b] = pb
-            if nb == 0:
+            if not on:
                 covered = covered and pop["documents"] == 0
                 continue
-            est_docs += pop["documents"] * kb / nb
-            est_tokens += pop["unique_tokens"] * kb / nb
+            est_docs += pop["documents"] * pb["precision"]
+            est_tokens += pop["unique_tokens"] * pb["precision"]
             lo_docs += pop["documents"] * pb["low"]
             hi_docs += pop["documents"] * pb["high"]
+            scale = pop["documents"] / sum(w)
+            all_on += on
+            all_w += [x * scale for x in w]
         rej = joined.filter((pl.col("stream") == stream) & (pl.col("kind") != "selected"))
         report["themes"][stream] = {
-            **_prec(k, n),
+            **_weighted_prec(all_on, all_w),
             "buckets": buckets,
             "below_target": [b for b, v in buckets.items() if v["below_target"]],
-            "estimated_on_theme_documents": round(est_docs, 1) if n and covered else None,
+            "estimated_on_theme_documents": round(est_docs, 1) if all_on and covered else None,
             "estimated_on_theme_documents_range": [round(lo_docs, 1), round(hi_docs, 1)]
-            if n and covered
+            if all_on and covered
             else None,
-            "estimated_on_theme_unique_tokens": round(est_tokens) if n and covered else None,
+            "estimated_on_theme_unique_tokens": round(est_tokens) if all_on and covered else None,
             "selected_documents": sum(v["documents"] for v in st["buckets"].values()),
-            "near_threshold_rejects": _prec(int(rej["on"].sum()), rej.height),
+            "near_threshold_rejects": _weighted_prec(rej["on"].to_list(), rej["sample_weight"].to_list()),
         }
     report["labels_not_in_sample"] = unmatched
     return report

@@ -205,6 +205,23 @@ select_options = [
         is_flag=True,
         help="The selected documents are not also in the base mix (their weight is their repeats alone).",
     ),
+    click.option("--no-dedup", is_flag=True, help="Keep exact and near duplicates among the candidates."),
+    click.option(
+        "--near-dup-threshold",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=None,
+        help="MinHash Jaccard at which two candidates are near duplicates (0.8; 1 turns it off).",
+    ),
+    click.option(
+        "--max-domain-share",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=None,
+        help="Most of a stream's unique tokens one site may hold (0.2; 1 turns it off).",
+    ),
+    click.option("--require-provenance", is_flag=True, help="Only documents with a URL and a crawl date."),
+    click.option(
+        "--exclude-generated", is_flag=True, help="Leave out documents matching generated-text patterns."
+    ),
 ]
 
 
@@ -220,8 +237,23 @@ def _with_select_options(
     rule: str | None,
     seed: int | None,
     no_base_mix: bool,
+    no_dedup: bool = False,
+    near_dup_threshold: float | None = None,
+    max_domain_share: float | None = None,
+    require_provenance: bool = False,
+    exclude_generated: bool = False,
 ) -> Any:
     changes: dict[str, Any] = {}
+    if no_dedup:
+        changes["dedup"] = False
+    if near_dup_threshold is not None:
+        changes["near_dup_threshold"] = near_dup_threshold
+    if max_domain_share is not None:
+        changes["max_domain_share"] = max_domain_share
+    if require_provenance:
+        changes["require_provenance"] = True
+    if exclude_generated:
+        changes["exclude_generated"] = True
     if total_tokens is not None:
         changes["total_tokens"] = "auto" if total_tokens.strip() == "auto" else parse_tokens(total_tokens)
     if max_repeats is not None:
@@ -355,9 +387,9 @@ def _score(
     out_dir: str,
     classifier: str | None,
     cfg: Any,
-    workers: int,
     force: bool,
     gate: float | None,
+    execution: dict[str, Any],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     from .score import score as run_score
@@ -365,8 +397,73 @@ def _score(
     if gate is not None:
         cfg = cfg.replace("cascade", gate=gate)
     clf = classifier or str(default_classifier_dir())
-    summary = run_score(inputs, out_dir, clf, cfg, workers=workers, force=force, progress=progress)
-    return {"scores": str(Path(out_dir) / "scores"), "classifier": clf, **summary.totals()}
+    summary = run_score(inputs, out_dir, clf, cfg, force=force, progress=progress, **execution)
+    out = {"scores": str(Path(out_dir) / "scores"), "classifier": clf, **summary.totals()}
+    if summary.failed:
+        _emit(out)
+        shown = "; ".join(f"{f['part']} ({f['shard']}): {f['error']}" for f in summary.failed[:5])
+        more = f"; and {len(summary.failed) - 5} more" if len(summary.failed) > 5 else ""
+        raise click.ClickException(
+            f"{len(summary.failed)} of {len(summary.parts) + len(summary.failed)} shard(s) failed after "
+            f"{execution['retries'] + 1} attempt(s): {shown}{more}. The other parts are finished; rerun the same "
+            "command to retry the failed shards."
+        )
+    return out
+
+
+def _memory(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except click.BadParameter as e:
+        e.param_hint = "--memory-per-worker"
+        raise
+
+
+def _execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Turns the executor options into one `execution` argument: keyword arguments of `score()`."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        executor: str,
+        workers: int | None,
+        retries: int,
+        ray_address: str | None,
+        cpus_per_worker: float | None,
+        memory_per_worker: str | None,
+        gpus_per_worker: float | None,
+        embed_workers: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        ray_only = {
+            "--ray-address": ray_address,
+            "--cpus-per-worker": cpus_per_worker,
+            "--memory-per-worker": memory_per_worker,
+            "--gpus-per-worker": gpus_per_worker,
+            "--embed-workers": embed_workers,
+        }
+        given = [name for name, v in ray_only.items() if v is not None]
+        ray = None
+        if executor == "ray":
+            from .executors import RayOptions
+
+            ray = RayOptions(
+                address=ray_address,
+                cpus_per_worker=1.0 if cpus_per_worker is None else cpus_per_worker,
+                memory_per_worker=_memory(memory_per_worker),
+                gpus_per_worker=gpus_per_worker,
+                embed_workers=embed_workers or 0,
+            )
+        elif given:
+            raise click.UsageError(f"{', '.join(given)} only apply with --executor ray.")
+        if workers is None:
+            workers = 0 if executor == "ray" else 1
+        execution = {"executor": executor, "workers": workers, "retries": retries, "ray": ray}
+        return f(*args, execution=execution, **kwargs)
+
+    return wrapper
 
 
 score_options = [
@@ -379,7 +476,6 @@ score_options = [
         default=None,
         help="Trained classifier directory (default: the shipped classifiers/default).",
     ),
-    click.option("--workers", type=int, default=1, show_default=True, help="Processes, one shard each."),
     click.option("--force", is_flag=True, help="Redo parts that are already finished."),
     click.option(
         "--gate",
@@ -387,6 +483,56 @@ score_options = [
         default=None,
         help="One fastText gate for all themes instead of the calibrated ones (0 embeds everything).",
     ),
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Score on this machine, or on a Ray cluster (pip install 'selector[ray]').",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(0),
+        default=None,
+        help="Shards scored at once: processes (local, default 1) or Ray actors (ray, default 0); "
+        "0: as many as the CPUs allow.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(0),
+        default=2,
+        show_default=True,
+        help="Times a failed shard is tried again before it is reported and the run exits non-zero.",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="Ray cluster to join (default: start a local Ray instance for the run and stop it after).",
+    ),
+    click.option(
+        "--cpus-per-worker",
+        type=click.FloatRange(0, min_open=True),
+        default=None,
+        help="CPUs each Ray worker reserves (1).",
+    ),
+    click.option(
+        "--memory-per-worker", default=None, metavar="SIZE", help="Memory each Ray worker reserves, e.g. 4GB."
+    ),
+    click.option(
+        "--gpus-per-worker",
+        type=click.FloatRange(0),
+        default=None,
+        help="GPUs each Ray worker that embeds reserves (default: 1 if embedding.device is cuda, else 0).",
+    ),
+    click.option(
+        "--embed-workers",
+        type=click.IntRange(0),
+        default=None,
+        help="Ray actors that run the embedding model for all scoring workers, which keep running fastText "
+        "meanwhile (0: each worker embeds its own documents).",
+    ),
+    _execution_options,
 ]
 
 
@@ -398,19 +544,21 @@ def score(
     inputs: tuple[str, ...],
     out_dir: str,
     classifier: str | None,
-    workers: int,
     force: bool,
     gate: float | None,
+    execution: dict[str, Any],
     cfg: Any,
     progress: Callable[[str], None],
 ) -> None:
-    """Score INPUTS (JSONL, JSONL.gz/.zst, Parquet; files, directories, globs) into OUT/scores/.
+    """Score INPUTS (JSONL, JSONL.gz/.zst, Parquet; files, directories, globs) into OUT/scores/. An
+    interrupted or partly failed run is finished by running the same command again.
 
     \b
-    Example:
+    Examples:
       selector score data/fineweb/*.parquet --out runs/fw --text-column text --workers 2
+      selector score /shared/cc/*.jsonl.zst --out /shared/runs/cc --executor ray --ray-address auto
     """
-    _emit(_score(list(inputs), out_dir, classifier, cfg, workers, force, gate, progress))
+    _emit(_score(list(inputs), out_dir, classifier, cfg, force, gate, execution, progress))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -429,9 +577,9 @@ def run(
     inputs: tuple[str, ...],
     out_dir: str,
     classifier: str | None,
-    workers: int,
     force: bool,
     gate: float | None,
+    execution: dict[str, Any],
     labels_path: str | None,
     sample_size: int | None,
     force_epochs: bool,
@@ -463,7 +611,7 @@ def run(
             progress(f"{classifier} was trained from the same inputs, seeds and settings; reusing it")
         else:
             run_train(ins, cfg_train, classifier, labels_path=labels_path, progress=progress)
-    scored = _score(ins, out_dir, classifier, cfg, workers, force, gate, progress)
+    scored = _score(ins, out_dir, classifier, cfg, force, gate, execution, progress)
     selected = _select(out_dir, out_dir, cfg, force_epochs, progress)
     _emit({**scored, **selected, "classifier": classifier})
 

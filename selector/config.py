@@ -25,6 +25,11 @@ class ReadConfig:
     batch_size: int = 5000
     max_doc_chars: int = 1_000_000
     min_doc_chars: int = 1
+    date_column: str = "auto"  # the crawl date; "auto": crawl_date, date, created or timestamp, if present
+    lang_column: str = "auto"  # a language the input already carries; "auto": language or lang, if present
+    detect_language: bool = True  # identify each document's language with lid.176 (the `lang` column)
+    trust_lang_column: bool = True  # where the input has a language column, take it instead of detecting
+    languages: list[str] = field(default_factory=list)  # keep only these (e.g. ["en"]); empty: keep all
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,11 @@ class SelectConfig:
     rule: str = "score"  # "score": repeats grow with the score; "uniform": the same for every document
     seed: int = 0
     exclude_above: dict[str, float] = field(default_factory=dict)  # theme -> score: excluded from all streams
+    dedup: bool = True  # collapse exact duplicates (normalized text) among candidates to one representative
+    near_dup_threshold: float = 0.8  # ...and near duplicates: MinHash Jaccard of 5-word shingles (1 = off)
+    max_domain_share: float = 0.2  # no domain holds more of a stream's unique tokens (1 = off)
+    require_provenance: bool = False  # only documents with a URL and a crawl date
+    exclude_generated: bool = False  # leave out documents matching a generated-text pattern (organic.py)
 
 
 @dataclass(frozen=True)
@@ -258,8 +268,14 @@ def _validate_section(name: str, obj: Any) -> None:
         _check(obj.batch_size >= 1, "read.batch_size", ">= 1", obj.batch_size)
         _check(obj.max_doc_chars >= 1, "read.max_doc_chars", ">= 1", obj.max_doc_chars)
         _check(obj.min_doc_chars >= 0, "read.min_doc_chars", ">= 0", obj.min_doc_chars)
-        for k in ("text_column", "id_column", "url_column"):
+        for k in ("text_column", "id_column", "url_column", "date_column", "lang_column"):
             _check(bool(getattr(obj, k)), f"read.{k}", "a non-empty column name", getattr(obj, k))
+        _check(
+            isinstance(obj.languages, list | tuple) and all(isinstance(x, str) and x for x in obj.languages),
+            "read.languages",
+            'a list of language codes such as ["en", "de"] (empty: keep all)',
+            obj.languages,
+        )
     elif name == "embedding":
         _check(bool(obj.model), "embedding.model", "a sentence-transformers model name or path", obj.model)
         _check(16 <= obj.max_tokens <= 8192, "embedding.max_tokens", "between 16 and 8192", obj.max_tokens)
@@ -327,6 +343,10 @@ def _validate_section(name: str, obj: Any) -> None:
             "a table of theme = score",
             obj.exclude_above,
         )
+        _check(
+            0 < obj.near_dup_threshold <= 1, "select.near_dup_threshold", "in (0, 1]", obj.near_dup_threshold
+        )
+        _check(0 < obj.max_domain_share <= 1, "select.max_domain_share", "in (0, 1]", obj.max_domain_share)
 
 
 def _build_section(name: str, raw: Any) -> Any:
@@ -340,7 +360,7 @@ def _build_section(name: str, raw: Any) -> Any:
         if key not in fields:
             raise ConfigError(f"unknown key {name}.{key}; known keys: {', '.join(fields)}")
         default = getattr(defaults, key)
-        if isinstance(default, str | dict):
+        if isinstance(default, str | dict | list):
             kwargs[key] = value  # unions ("auto" or a number) and tables are checked by _validate_section
             continue
         if isinstance(default, bool) and not isinstance(value, bool):

@@ -36,7 +36,7 @@ from . import __version__
 from .config import ReadConfig
 from .errors import ManifestError, SelectorError
 from .manifest import load_manifest
-from .read import Shard, read_shard
+from .read import Shard, read_shard, source_exists, stat_source
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ FORMAT = "selector-materialized/1"
 SUMMARY = "materialize.json"
 FILE_FORMATS = {"jsonl.gz": ".jsonl.gz", "parquet": ".parquet"}
 ID_FORMAT = "{doc_id}#copy{copy}"
-COLUMNS = ("id", "doc_id", "copy", "theme", "source", "row", "url", "score", "repeats", "text")
+COLUMNS = ("id", "doc_id", "copy", "theme", "source", "row", "url", "warc_record_id", "offset", "domain",
+           "crawl_date", "payload_digest", "content_sha1", "score", "repeats", "text")  # fmt: skip
 RERUN = "Re-run `selector score` and `selector select` on the current inputs, then materialize again."
 
 # JSON keys and metadata of one output line, on top of its text (used to size the spill buckets)
@@ -60,6 +61,9 @@ GZIP_LEVEL = 6
 KEY_PREFIX = 17  # a spill record is b"<16 hex digits of the key>\t<JSON line>"
 
 _DOC_COLUMNS = ("doc_id", "source", "row", "url", "theme", "n_chars", "n_tokens", "repeats")
+# provenance kept in every output row (null where the manifest predates them or the input lacks them)
+PROVENANCE_OUT = {"warc_record_id": pl.String, "offset": pl.Int64, "domain": pl.String, "crawl_date": pl.String,
+                  "payload_digest": pl.String, "content_sha1": pl.String}  # fmt: skip
 
 
 def copy_key(seed: int, uid: str, copy: int) -> int:
@@ -223,6 +227,7 @@ def _output_schema() -> dict[str, Any]:
         "source": pl.String,
         "row": pl.Int64,
         "url": pl.String,
+        **PROVENANCE_OUT,
         "score": pl.Float32,
         "repeats": pl.Int64,
         "text": pl.String,
@@ -259,7 +264,10 @@ def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]
     missing = [c for c in wanted if c not in present]
     if missing:
         raise ManifestError(f"{path} lacks column(s) {', '.join(missing)}. Run `selector select` again.")
-    docs = pl.read_parquet(path, columns=wanted)
+    docs = pl.read_parquet(path, columns=wanted + [c for c in PROVENANCE_OUT if c in present])
+    docs = docs.with_columns(
+        [pl.lit(None, dtype=t).alias(c) for c, t in PROVENANCE_OUT.items() if c not in docs.columns]
+    )
     unknown = sorted(set(docs["theme"].unique().to_list()) - set(themes))
     if unknown:
         raise ManifestError(
@@ -288,7 +296,7 @@ def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]
         .then(pl.format("{}@{}#{}", "doc_id", label, "row"))
         .otherwise(pl.col("doc_id"))
     )
-    docs = docs.select(*_DOC_COLUMNS, score.alias("score"), uid.alias("uid"))
+    docs = docs.select(*_DOC_COLUMNS, *PROVENANCE_OUT, score.alias("score"), uid.alias("uid"))
     n_dup = int(docs["doc_id"].is_duplicated().sum())
     if n_dup:
         log.warning(f"{n_dup} selected documents share a doc_id; their output ids use <doc_id>@<label>#<row>")
@@ -303,15 +311,17 @@ def check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> d
     shards: dict[str, Shard] = {}
     for src in sources:
         entry = by_source[src]
-        if not os.path.isfile(src):
+        if not source_exists(src):
             raise ManifestError(f"input {src} (listed in {where}) no longer exists. {RERUN}")
-        st = os.stat(src)
+        size, stamp = stat_source(
+            src
+        )  # local: size and mtime in ns; remote (fsspec): size and the store's stamp
         if "size" not in entry or "mtime_ns" not in entry:
             raise ManifestError(f"{where} records no size and mtime_ns for {src}. {RERUN}")
-        if st.st_size != entry["size"] or st.st_mtime_ns != entry["mtime_ns"]:
+        if size != entry["size"] or stamp != entry["mtime_ns"]:
             raise ManifestError(
-                f"input {src} changed since it was scored (size {entry['size']} -> {st.st_size}, mtime_ns "
-                f"{entry['mtime_ns']} -> {st.st_mtime_ns}); the manifest no longer describes it. {RERUN}"
+                f"input {src} changed since it was scored (size {entry['size']} -> {size}, mtime_ns "
+                f"{entry['mtime_ns']} -> {stamp}); the manifest no longer describes it. {RERUN}"
             )
         shards[src] = Shard(src, str(entry["label"]), str(entry["format"]))
     return shards
@@ -350,13 +360,17 @@ def _copies(docs: pl.DataFrame, streams: dict[str, _Stream], seed: int, spill: _
     """Spill every copy of the matched documents `docs` (with `text`); returns (documents, copies)."""
     n_copies = 0
     cols = ("doc_id", "uid", "theme", "source", "row", "url", "score", "repeats", "n_tokens", "text")
-    for doc_id, uid, theme, source, row, url, score, repeats, n_tokens, text in docs.select(cols).iter_rows():
+    prov = docs.select(*PROVENANCE_OUT).iter_rows()
+    for (doc_id, uid, theme, source, row, url, score, repeats, n_tokens, text), pv in zip(
+        docs.select(cols).iter_rows(), prov, strict=True
+    ):
         stream = streams[theme]
         body = {
             "theme": theme,
             "source": source,
             "row": row,
             "url": url,
+            **dict(zip(PROVENANCE_OUT, pv, strict=True)),
             "score": _short_float(score),
             "repeats": repeats,
             "text": text,

@@ -1,4 +1,6 @@
-"""Read dumps: JSONL (plain, .gz, .zst) and Parquet shards -> batches of `doc_id, source, row, url, text`.
+"""Read dumps: JSONL (plain, .gz, .zst), Parquet, WARC and WET shards, local or remote (fsspec URIs) ->
+batches of `doc_id, source, row, url, text` plus provenance (`warc_record_id, offset, crawl_date,
+payload_digest, lang_in`; null where the input does not carry it).
 
 Memory is bounded by `read.batch_size`, not by the shard size. Every document a shard holds is either
 yielded or counted in `ShardCounts.skipped` with its reason, so `documents_in = yielded + skipped`.
@@ -6,6 +8,7 @@ yielded or counted in `ShardCounts.skipped` with its reason, so `documents_in = 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import glob
 import gzip
@@ -16,7 +19,7 @@ import os
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +31,23 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
+WARC_SUFFIXES = (".warc.gz", ".warc", ".warc.zst")
+WET_SUFFIXES = (".warc.wet.gz", ".wet.gz", ".warc.wet", ".wet")
+DATE_COLUMNS = (
+    "crawl_date",
+    "date",
+    "created",
+    "timestamp",
+)  # read.date_column = "auto" takes the first present
+LANG_COLUMNS = ("language", "lang")  # read.lang_column = "auto" likewise
+PROVENANCE = {
+    "warc_record_id": pl.String,
+    "offset": pl.Int64,
+    "crawl_date": pl.String,
+    "payload_digest": pl.String,
+    "lang_in": pl.String,
+}
+LANG_COLUMNS_OUT = {"lang": pl.String, "lang_score": pl.Float32}
 JSONL_SUFFIXES = (
     ".jsonl",
     ".jsonl.gz",
@@ -39,7 +59,7 @@ JSONL_SUFFIXES = (
     ".json",
 )
 PARQUET_SUFFIXES = (".parquet",)
-OUTPUT_COLUMNS = ("doc_id", "source", "row", "url", "text")
+OUTPUT_COLUMNS = ("doc_id", "source", "row", "url", "text", *PROVENANCE, *LANG_COLUMNS_OUT)
 MAX_WARNINGS = 20
 
 
@@ -52,8 +72,51 @@ class Shard:
     format: str  # "jsonl" | "parquet"
 
     def fingerprint(self) -> dict[str, Any]:
-        st = os.stat(self.source)
-        return {"source": self.source, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        size, mtime = stat_source(self.source)
+        return {"source": self.source, "size": size, "mtime_ns": mtime}
+
+
+def is_remote(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def _fs(source: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as e:  # pragma: no cover - fsspec is a dependency
+        raise InputError(f"{source}: reading URIs needs fsspec (pip install fsspec).") from e
+    try:
+        return fsspec.core.url_to_fs(source)  # type: ignore[no-any-return]
+    except (ImportError, ValueError) as e:
+        proto = source.split("://", 1)[0]
+        extra = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "hf": "huggingface_hub", "az": "adlfs"}.get(
+            proto
+        )
+        hint = f" Install {extra} (pip install {extra})." if extra else ""
+        raise InputError(f"cannot open {source}: {e}.{hint}") from e
+
+
+def stat_source(source: str) -> tuple[int, int | str]:
+    """(size, modification stamp) of a local path or a URI: mtime in ns locally, the store's stamp remotely."""
+    if not is_remote(source):
+        st = os.stat(_local(source))
+        return st.st_size, st.st_mtime_ns
+    fs, path = _fs(source)
+    info = fs.info(path)
+    stamp = next((info[k] for k in ("mtime", "LastModified", "last_modified", "ETag", "etag", "created") if
+                  info.get(k) is not None), "")  # fmt: skip
+    return int(info.get("size") or 0), str(stamp)
+
+
+def source_exists(source: str) -> bool:
+    if not is_remote(source):
+        return os.path.isfile(_local(source))
+    fs, path = _fs(source)
+    return bool(fs.isfile(path))
+
+
+def _local(source: str) -> str:
+    return source[len("file://") :] if source.startswith("file://") else source
 
 
 @dataclass
@@ -86,9 +149,43 @@ def _format_of(path: str) -> str | None:
     low = path.lower()
     if low.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    if low.endswith(WET_SUFFIXES):
+        return "wet"
+    if low.endswith(WARC_SUFFIXES):
+        return "warc"
     if low.endswith(JSONL_SUFFIXES):
         return "jsonl"
     return None
+
+
+def _discover_remote(s: str, shards: dict[str, Shard]) -> None:
+    fs, path = _fs(s)
+
+    def uri(p: str) -> str:
+        # one spelling per file, however it was named (a directory walk, a glob or the file itself)
+        return p if "://" in p else str(fs.unstrip_protocol(p))
+
+    if any(ch in path for ch in "*?["):
+        found = sorted(p for p in fs.glob(path) if _format_of(p) and fs.isfile(p))
+        if not found:
+            raise InputError(f"the pattern {s!r} matched no file. Check the URI and quote the glob.")
+        for p in found:
+            shards.setdefault(uri(p), Shard(uri(p), os.path.basename(p), _format_of(p) or "jsonl"))
+    elif fs.isdir(path):
+        root = path.rstrip("/")
+        found = sorted(p for p in fs.find(root) if _format_of(p) and not os.path.basename(p).startswith("."))
+        if not found:
+            raise InputError(f"{s} holds no JSONL, Parquet, WARC or WET file.")
+        for p in found:
+            rel = p[len(root) :].lstrip("/")
+            shards.setdefault(uri(p), Shard(uri(p), rel, _format_of(p) or "jsonl"))
+    elif fs.isfile(path):
+        fmt = _format_of(path)
+        if fmt is None:
+            raise InputError(f"{s}: unknown format. selector reads JSONL, Parquet, WARC and WET files.")
+        shards.setdefault(uri(path), Shard(uri(path), os.path.basename(path), fmt))
+    else:
+        raise InputError(f"input {s} does not exist.")
 
 
 def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
@@ -98,6 +195,10 @@ def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
     shards: dict[str, Shard] = {}
     for item in inputs:
         s = str(item)
+        if is_remote(s):
+            _discover_remote(s, shards)
+            continue
+        s = _local(s)
         if any(ch in s for ch in "*?["):
             matches = sorted(glob.glob(s, recursive=True))
             if not matches:
@@ -134,8 +235,15 @@ def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
     # the same file named twice (./d/a.jsonl and d/a.jsonl) is one shard; sources are absolute, so the
     # scores, the manifest and `selector materialize` find the shard from any working directory
     unique: dict[str, Shard] = {}
-    for sh in sorted(shards.values(), key=lambda sh: os.path.abspath(sh.source)):
-        unique.setdefault(os.path.realpath(sh.source), Shard(os.path.abspath(sh.source), sh.label, sh.format))
+    for sh in sorted(
+        shards.values(), key=lambda sh: sh.source if is_remote(sh.source) else os.path.abspath(sh.source)
+    ):
+        if is_remote(sh.source):
+            unique.setdefault(sh.source, sh)
+        else:
+            unique.setdefault(
+                os.path.realpath(sh.source), Shard(os.path.abspath(sh.source), sh.label, sh.format)
+            )
     return _distinct_labels(list(unique.values()))
 
 
@@ -147,25 +255,42 @@ def _distinct_labels(shards: list[Shard]) -> list[Shard]:
         by_label[sh.label] = by_label.get(sh.label, 0) + 1
     if all(c == 1 for c in by_label.values()):
         return shards
-    root = os.path.commonpath([os.path.dirname(os.path.realpath(sh.source)) for sh in shards])
+
+    def where(sh: Shard) -> str:
+        # remote paths as absolute ones under their scheme, so local and remote shards share one root
+        if is_remote(sh.source):
+            scheme, rest = sh.source.split("://", 1)
+            return f"/{scheme}:/{rest.lstrip('/')}"
+        return os.path.realpath(sh.source)
+
+    root = os.path.commonpath([os.path.dirname(where(sh)) for sh in shards])
     return [
-        Shard(sh.source, Path(os.path.relpath(os.path.realpath(sh.source), root)).as_posix(), sh.format)
+        Shard(sh.source, Path(os.path.relpath(where(sh), root)).as_posix(), sh.format)
         if by_label[sh.label] > 1
         else sh
         for sh in shards
     ]
 
 
+def _open_raw(path: str) -> IO[bytes]:
+    if is_remote(path):
+        fs, p = _fs(path)
+        return fs.open(p, "rb")  # type: ignore[no-any-return]
+    return open(_local(path), "rb")  # noqa: SIM115 - the caller closes it
+
+
 def _open_binary(path: str) -> IO[bytes]:
     low = path.lower()
+    raw = _open_raw(path)
     if low.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        gz.myfileobj = raw  # type: ignore[assignment]  # closed with the GzipFile, as gzip.open does
+        return gz  # type: ignore[return-value]
     if low.endswith(".zst"):
         import zstandard
 
-        raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[arg-type]
-    return open(path, "rb")
+    return raw
 
 
 def _zstd_errors() -> tuple[type[Exception], ...]:
@@ -187,31 +312,66 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _make_frame(
-    shard: Shard, rows: list[int], ids: list[Any], urls: list[Any], texts: list[Any]
+    shard: Shard,
+    rows: list[int],
+    ids: list[Any],
+    urls: list[Any],
+    texts: list[Any],
+    extra: dict[str, list[Any]] | None = None,
 ) -> pl.DataFrame:
+    """The reader's output frame; `extra` holds provenance columns (see PROVENANCE), null where absent."""
+    n = len(rows)
+    extra = extra or {}
+    cols: dict[str, Any] = {
+        "doc_id": [str(i) if i is not None else f"{shard.label}#{r}" for i, r in zip(ids, rows, strict=True)],
+        "source": [shard.source] * n,
+        "row": rows,
+        "url": [u if isinstance(u, str) else None for u in urls],
+        "text": texts,
+    }
+    for name, dtype in PROVENANCE.items():
+        vals = extra.get(name)
+        if vals is None:
+            cols[name] = [None] * n
+        elif dtype == pl.String:
+            cols[name] = [None if v is None else str(v) for v in vals]
+        else:
+            cols[name] = vals
     return pl.DataFrame(
-        {
-            "doc_id": [
-                str(i) if i is not None else f"{shard.label}#{r}" for i, r in zip(ids, rows, strict=True)
-            ],
-            "source": [shard.source] * len(rows),
-            "row": rows,
-            "url": [u if isinstance(u, str) else None for u in urls],
-            "text": texts,
-        },
+        cols,
         schema={
             "doc_id": pl.String,
             "source": pl.String,
             "row": pl.Int64,
             "url": pl.String,
             "text": pl.String,
-        },
+            **PROVENANCE,
+        },  # fmt: skip
     )
+
+
+def _meta_columns(cfg: ReadConfig, present: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """The input columns that may carry the crawl date and the language: the configured one, or for "auto"
+    the well-known names (those in `present`, when the shard's columns are known)."""
+    dates = list(DATE_COLUMNS) if cfg.date_column == "auto" else [cfg.date_column]
+    langs = list(LANG_COLUMNS) if cfg.lang_column == "auto" else [cfg.lang_column]
+    if present is not None:
+        dates = [c for c in dates if c in present]
+        langs = [c for c in langs if c in present]
+    taken = {cfg.id_column, cfg.text_column, cfg.url_column}
+    return [c for c in dates if c not in taken], [c for c in langs if c not in taken]
+
+
+def _first_present(rows: list[dict[str, Any]], cols: list[str]) -> list[Any]:
+    out = []
+    for r in rows:
+        v = next((r[c] for c in cols if r.get(c) is not None), None)
+        out.append(v if v is None or isinstance(v, str) else str(v))
+    return out
 
 
 def _filter_texts(shard: Shard, cfg: ReadConfig, counts: ShardCounts, df: pl.DataFrame) -> pl.DataFrame:
     """Count and drop documents with no text, or text outside [min_doc_chars, max_doc_chars]."""
-    n = df.height
     missing = df["text"].is_null()
     nchars = df["text"].str.len_chars().fill_null(0)
     too_short = ~missing & (nchars < max(cfg.min_doc_chars, 1))
@@ -223,11 +383,47 @@ def _filter_texts(shard: Shard, cfg: ReadConfig, counts: ShardCounts, df: pl.Dat
             counts.skip(reason, k)
             counts.warn(f"{shard.source}: {k} document(s) skipped ({reason}), e.g. row(s) {rows}")
     keep = ~(missing | too_short | too_long)
-    out = df.filter(keep)
+    out = _with_language(shard, cfg, counts, df.filter(keep))
     counts.documents_in += out.height
     counts.yielded += out.height
-    assert out.height + int((~keep).sum()) == n
     return out
+
+
+def _with_language(shard: Shard, cfg: ReadConfig, counts: ShardCounts, df: pl.DataFrame) -> pl.DataFrame:
+    """Add `lang` and `lang_score`: the input's language column where trusted (WARC/WET headers are not:
+    they are another detector's ISO 639-3 guesses), else lid.176; drop (and count) languages not kept."""
+    trusted = cfg.trust_lang_column and shard.format in ("jsonl", "parquet")
+    lang = df["lang_in"] if trusted else pl.Series("lang", [None] * df.height, dtype=pl.String)
+    score = pl.Series("lang_score", [None] * df.height, dtype=pl.Float32)
+    todo = lang.is_null()
+    if cfg.detect_language and bool(todo.any()):
+        from .lang import identify
+
+        idx = todo.arg_true()
+        found, probs = identify(df["text"].gather(idx).to_list())
+        lang = lang.scatter(idx, pl.Series(found, dtype=pl.String))
+        score = score.scatter(idx, pl.Series(probs, dtype=pl.Float32))
+    df = df.with_columns(lang.alias("lang"), score.alias("lang_score"))
+    if cfg.languages:
+        unknown = df["lang"].is_null()
+        k_unknown = int(unknown.sum())
+        if k_unknown:  # detection off and no language column: nothing to filter on
+            counts.skip("language_unknown", k_unknown)
+            counts.warn(
+                f"{shard.source}: {k_unknown} document(s) skipped (language_unknown: read.languages is set but "
+                "they have no language; turn read.detect_language on)"
+            )
+            df = df.filter(~unknown)
+        kept = df["lang"].is_in(list(cfg.languages))
+        k = int((~kept).sum())
+        if k:
+            counts.skip("language_filtered", k)
+            counts.warn(
+                f"{shard.source}: {k} document(s) skipped (language_filtered: not in read.languages "
+                f"{list(cfg.languages)}), e.g. row(s) {df.filter(~kept)['row'].head(3).to_list()}"
+            )
+        df = df.filter(kept)
+    return df
 
 
 def _parse_lines_slow(
@@ -235,6 +431,8 @@ def _parse_lines_slow(
 ) -> pl.DataFrame:
     """Line-by-line parse of a batch that polars rejected, skipping (and counting) each bad line."""
     ok_rows, ids, urls, texts = [], [], [], []
+    metas: list[dict[str, Any]] = []
+    date_cols, lang_cols = _meta_columns(cfg)
     for line, row in zip(lines, rows, strict=True):
         where = f"{shard.source}:{row + 1}"
         try:
@@ -258,7 +456,9 @@ def _parse_lines_slow(
         ids.append(obj.get(cfg.id_column))
         urls.append(obj.get(cfg.url_column))
         texts.append(text)
-    return _make_frame(shard, ok_rows, ids, urls, texts)
+        metas.append({c: obj.get(c) for c in (*date_cols, *lang_cols)})
+    extra = {"crawl_date": _first_present(metas, date_cols), "lang_in": _first_present(metas, lang_cols)}
+    return _make_frame(shard, ok_rows, ids, urls, texts, extra)
 
 
 def _check_text_column(shard: Shard, cfg: ReadConfig, first_line: bytes) -> None:
@@ -285,11 +485,21 @@ def _guess_text_column(strings: dict[str, str]) -> str:
 
 
 def check_shard(shard: Shard, cfg: ReadConfig) -> None:
-    """Fail early, before any output is written, when a shard cannot be read or lacks the text column."""
-    if not os.path.exists(shard.source):
+    """Fail early, before any output is written, when a shard cannot be read or lacks the text column (or
+    language identification is on and its model is missing)."""
+    if not source_exists(shard.source):
         raise InputError(f"input {shard.source} does not exist.")
+    if cfg.detect_language:
+        from .lang import lid_model_path
+
+        lid_model_path()
+    if shard.format in ("warc", "wet"):
+        _warc_dependencies()
+        return
     if shard.format == "parquet":
-        next(_parquet_batches(shard, dataclasses.replace(cfg, batch_size=1), ShardCounts()), None)
+        batches = _parquet_batches(shard, dataclasses.replace(cfg, batch_size=1), ShardCounts())
+        next(batches, None)
+        batches.close()
         return
     try:
         with _open_binary(shard.source) as fh:
@@ -302,7 +512,9 @@ def check_shard(shard: Shard, cfg: ReadConfig) -> None:
 
 
 def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterator[pl.DataFrame]:
+    date_cols, lang_cols = _meta_columns(cfg)
     schema = {cfg.id_column: pl.String, cfg.text_column: pl.String, cfg.url_column: pl.String}
+    schema.update({c: pl.String for c in (*date_cols, *lang_cols)})
     max_line_bytes = cfg.max_doc_chars * 4 + 65536
     lines: list[bytes] = []
     rows: list[int] = []
@@ -319,12 +531,17 @@ def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterat
             if non_string_text.search(blob):
                 raise ValueError("non-string text value")
             df = pl.read_ndjson(io.BytesIO(blob), schema=schema)
+            extra = {
+                "crawl_date": df.select(pl.coalesce(date_cols)).to_series().to_list() if date_cols else None,
+                "lang_in": df.select(pl.coalesce(lang_cols)).to_series().to_list() if lang_cols else None,
+            }
             df = _make_frame(
                 shard,
                 rows,
                 df[cfg.id_column].to_list(),
                 df[cfg.url_column].to_list(),
                 df[cfg.text_column].to_list(),
+                {k: v for k, v in extra.items() if v is not None},
             )
         except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, ValueError):
             df = _parse_lines_slow(shard, cfg, counts, lines, rows)
@@ -365,12 +582,24 @@ def _jsonl_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterat
         counts.warn(f"{shard.source}: the shard is empty (no lines).")
 
 
-def _parquet_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterator[pl.DataFrame]:
+def _parquet_batches(
+    shard: Shard, cfg: ReadConfig, counts: ShardCounts
+) -> Generator[pl.DataFrame, None, None]:
+    if not is_remote(shard.source):
+        yield from _parquet_batches_from(shard, _local(shard.source), cfg, counts)
+        return
+    with _open_raw(shard.source) as fh:  # a remote file is closed when its batches are done
+        yield from _parquet_batches_from(shard, fh, cfg, counts)
+
+
+def _parquet_batches_from(
+    shard: Shard, where: Any, cfg: ReadConfig, counts: ShardCounts
+) -> Iterator[pl.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(shard.source)
+        pf = pq.ParquetFile(where)
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(
             f"{shard.source} is not a readable Parquet file ({e}). Re-download the shard."
@@ -387,7 +616,8 @@ def _parquet_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iter
         raise InputError(
             f'column "{cfg.text_column}" in {shard.source} has type {ttype}, not text. Use --text-column NAME.'
         )
-    cols = [c for c in (cfg.id_column, cfg.url_column, cfg.text_column) if c in names]
+    date_cols, lang_cols = _meta_columns(cfg, names)
+    cols = [c for c in (cfg.id_column, cfg.url_column, cfg.text_column, *date_cols, *lang_cols) if c in names]
     start = 0
     if pf.metadata.num_rows == 0:
         counts.warn(f"{shard.source}: the shard is empty (no rows).")
@@ -402,7 +632,21 @@ def _parquet_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iter
             urls = (
                 df[cfg.url_column].cast(pl.String).to_list() if cfg.url_column in df.columns else [None] * n
             )
-            frame = _make_frame(shard, rows, ids, urls, df[cfg.text_column].to_list())
+            extra = {
+                "crawl_date": df.select(pl.coalesce([pl.col(c).cast(pl.String) for c in date_cols]))
+                .to_series()
+                .to_list()
+                if date_cols
+                else None,
+                "lang_in": df.select(pl.coalesce([pl.col(c).cast(pl.String) for c in lang_cols]))
+                .to_series()
+                .to_list()
+                if lang_cols
+                else None,
+            }
+            frame = _make_frame(
+                shard, rows, ids, urls, df[cfg.text_column].to_list(), {k: v for k, v in extra.items() if v}
+            )
             yield _filter_texts(shard, cfg, counts, frame)
     except (pa.ArrowInvalid, OSError) as e:
         remaining = pf.metadata.num_rows - start
@@ -413,13 +657,208 @@ def _parquet_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iter
         )
 
 
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _warc_dependencies() -> None:
+    try:
+        import fastwarc  # noqa: F401
+        import resiliparse  # noqa: F401
+    except ImportError as e:
+        raise InputError(
+            f"reading WARC/WET needs fastwarc and resiliparse (pip install fastwarc resiliparse): {e}"
+        ) from e
+
+
+def _strip_uri(v: str | None) -> str | None:
+    return v.strip().strip("<>") if v else None
+
+
+def html_main_text(body: bytes, content_type: str | None) -> str:
+    """The main text of an HTML page (boilerplate such as menus and footers removed), with resiliparse."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+    from resiliparse.parse.html import HTMLTree
+
+    enc = None
+    if content_type and "charset=" in content_type.lower():
+        enc = (
+            content_type.lower().split("charset=", 1)[1].split(";")[0].split(",")[0].strip().strip("\"'")
+            or None
+        )
+    if enc is not None:
+        try:
+            codecs.lookup(enc)
+        except LookupError:  # a charset Python does not know (x-user-defined, "none"...): detect instead
+            enc = None
+    html = bytes_to_str(body, enc or str(detect_encoding(body)))
+    return str(extract_plain_text(HTMLTree.parse(html), main_content=True, alt_texts=False))
+
+
+class _GzipVerifier:
+    """A read-only stream that also inflates what passes through it, so that at the end it can tell whether
+    the gzip data (any number of members) was complete."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+        self.d = zlib.decompressobj(31)
+        self.between = True  # at a member boundary
+        self.ok = True
+        self.pos = 0
+
+    def _feed(self, data: bytes) -> None:
+        while data and self.ok:
+            self.between = False
+            try:
+                self.d.decompress(data)
+            except zlib.error:
+                self.ok = False
+                return
+            if self.d.eof:
+                data = self.d.unused_data
+                self.d = zlib.decompressobj(31)
+                self.between = True
+            else:
+                data = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.pos += len(data)
+        self._feed(data)
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def intact(self) -> bool:
+        self._feed(self.raw.read())
+        return self.ok and self.between
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _gzip_intact(path: str) -> bool:
+    try:
+        with gzip.open(_local(path), "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error):
+        return False
+    return True
+
+
+def _warc_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterator[pl.DataFrame]:
+    """WARC: HTTP responses with HTML, main text extracted; WET: conversion records (plain text). A document's
+    `row` is its ordinal among the file's documents, `offset` the byte offset of its record."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    wet = shard.format == "wet"
+    kinds = WarcRecordType.conversion if wet else WarcRecordType.response
+    # fastwarc detects gzip/zstd itself; remote files come through fsspec as Python streams (a gzipped one
+    # through a checker that tells whether its last gzip member is complete)
+    verifier: _GzipVerifier | None = None
+    stream: Any = _local(shard.source)
+    if is_remote(shard.source):
+        stream = _open_raw(shard.source)
+        if shard.source.lower().endswith(".gz"):
+            stream = verifier = _GzipVerifier(stream)
+    buf: dict[str, list[Any]] = {k: [] for k in ("row", "id", "url", "text", *PROVENANCE)}
+    row = -1
+
+    def flush() -> pl.DataFrame:
+        extra = {k: buf[k] for k in PROVENANCE}
+        df = _make_frame(shard, buf["row"], buf["id"], buf["url"], buf["text"], extra)
+        for v in buf.values():
+            v.clear()
+        return _filter_texts(shard, cfg, counts, df)
+
+    try:
+        for rec in ArchiveIterator(
+            stream, record_types=kinds, parse_http=not wet, auto_decode="all", fsspec_args=False
+        ):
+            row += 1
+            h = rec.headers
+            where = f"{shard.source} record {row} (offset {rec.stream_pos})"
+            body = rec.reader.read()
+            if wet:
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    counts.skip("invalid_utf8", where=f"{where} (byte {e.start})")
+                    continue
+                digest = h.get("WARC-Block-Digest")
+            else:
+                status = rec.http_headers.status_code if rec.http_headers else None
+                ctype = rec.http_headers.get("Content-Type") if rec.http_headers else None
+                if status != 200:
+                    counts.skip("http_not_ok", where=f"{where} (HTTP {status})")
+                    continue
+                if not ctype or ctype.split(";")[0].strip().lower() not in HTML_TYPES:
+                    counts.skip("not_html", where=f"{where} ({ctype})")
+                    continue
+                if len(body) > cfg.max_doc_chars * 8:
+                    counts.skip("doc_too_long", where=f"{where} ({len(body):,} bytes of HTML)")
+                    continue
+                try:
+                    text = html_main_text(body, ctype)
+                except Exception as e:  # noqa: BLE001 - one bad page must not fail its archive
+                    counts.skip("extraction_failed", where=f"{where} ({type(e).__name__}: {e})")
+                    continue
+                digest = h.get("WARC-Payload-Digest")
+            buf["row"].append(row)
+            buf["id"].append(_strip_uri(h.get("WARC-Record-ID")))
+            buf["url"].append(_strip_uri(h.get("WARC-Target-URI")))
+            buf["text"].append(text)
+            buf["warc_record_id"].append(_strip_uri(h.get("WARC-Record-ID")))
+            buf["offset"].append(int(rec.stream_pos))
+            buf["crawl_date"].append(h.get("WARC-Date"))
+            buf["payload_digest"].append(digest)
+            buf["lang_in"].append(h.get("WARC-Identified-Content-Language"))
+            if len(buf["row"]) >= cfg.batch_size:
+                yield flush()
+    except (*STREAM_ERRORS, ValueError) as e:  # type: ignore[misc]
+        counts.skip("truncated_or_corrupt_file", where=None)
+        counts.warn(
+            f"{shard.source}: the archive ends or breaks after record {row} ({type(e).__name__}: {e}); records "
+            "after that point are missing (counted once as 'truncated_or_corrupt_file'). Re-download it."
+        )
+    else:
+        # fastwarc ends quietly at a truncated gzip member: check the stream (local files; it costs one more
+        # decompression, a few percent of the extraction time)
+        if verifier is not None:
+            intact = verifier.intact()
+        else:
+            intact = not shard.source.lower().endswith(".gz") or _gzip_intact(shard.source)
+        if not intact:
+            counts.skip("truncated_or_corrupt_file", where=None)
+            counts.warn(
+                f"{shard.source}: the gzip stream is truncated after record {row}; records after that point are "
+                "missing (counted once as 'truncated_or_corrupt_file'). Re-download the archive."
+            )
+    if buf["row"]:
+        yield flush()
+    if row < 0:
+        counts.warn(f"{shard.source}: no {'conversion' if wet else 'response'} record in the archive.")
+
+
 def read_shard(shard: Shard, cfg: ReadConfig, counts: ShardCounts | None = None) -> Iterator[pl.DataFrame]:
-    """Yield batches (`doc_id, source, row, url, text`) of one shard; skips are counted in `counts`."""
+    """Yield batches (`doc_id, source, row, url, text` and provenance) of one shard; skips are counted in
+    `counts`."""
     counts = counts if counts is not None else ShardCounts()
-    if not os.path.exists(shard.source):
+    if not source_exists(shard.source):
         raise InputError(f"input {shard.source} does not exist.")
     if shard.format == "parquet":
         yield from _parquet_batches(shard, cfg, counts)
+    elif shard.format in ("warc", "wet"):
+        _warc_dependencies()
+        yield from _warc_batches(shard, cfg, counts)
     else:
         yield from _jsonl_batches(shard, cfg, counts)
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -28,9 +28,14 @@ import polars as pl
 from .classifier import Classifier
 from .config import Config
 from .embed import make_embedder
-from .errors import ClassifierError, SelectorError
+from .errors import ClassifierError, ConfigError, SelectorError
+from .organic import generated_pattern_expr, normalized_text_expr
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .text import fasttext_input, n_tokens_expr
+from .urls import domain_of
+
+if TYPE_CHECKING:
+    from .executors import RayOptions
 
 log = logging.getLogger(__name__)
 SCORES = "scores"
@@ -38,6 +43,39 @@ SCORES = "scores"
 
 def part_name(i: int) -> str:
     return f"part-{i:05d}"
+
+
+# where each document came from and what it is, for the manifest's provenance, dedup and organic-ness figures
+PROVENANCE_COLUMNS: dict[str, Any] = {
+    "warc_record_id": pl.String,
+    "offset": pl.Int64,
+    "crawl_date": pl.String,
+    "payload_digest": pl.String,
+    "domain": pl.String,
+    "content_sha1": pl.String,  # of the text as read (UTF-8)
+    "text_hash": pl.String,  # of the normalized text: equal for exact duplicates
+    "lang": pl.String,
+    "lang_score": pl.Float32,
+    "generated_pattern": pl.String,  # the first generated-text tell-tale it matches (organic.py), else null
+}
+
+
+def provenance(batch: pl.DataFrame) -> pl.DataFrame:
+    """The PROVENANCE_COLUMNS of a reader batch."""
+    texts = batch["text"].to_list()
+    norm = batch.select(normalized_text_expr("text")).to_series().to_list()
+    return batch.select(
+        "warc_record_id",
+        "offset",
+        "crawl_date",
+        "payload_digest",
+        pl.col("url").map_elements(domain_of, return_dtype=pl.String).alias("domain"),
+        pl.Series("content_sha1", [hashlib.sha1(t.encode()).hexdigest() for t in texts], dtype=pl.String),
+        pl.Series("text_hash", [hashlib.sha1(t.encode()).hexdigest()[:20] for t in norm], dtype=pl.String),
+        "lang",
+        "lang_score",
+        generated_pattern_expr("text").alias("generated_pattern"),
+    )
 
 
 def output_schema(themes: list[str]) -> dict[str, Any]:
@@ -48,6 +86,7 @@ def output_schema(themes: list[str]) -> dict[str, Any]:
         "url": pl.String,
         "n_chars": pl.Int64,
         "n_tokens": pl.Int64,
+        **PROVENANCE_COLUMNS,
     }
     for t in themes:
         schema[f"ft_{t}"] = pl.Float32
@@ -136,7 +175,7 @@ class ShardScorer:
             pl.col("text").str.len_chars().cast(pl.Int64).alias("n_chars"),
             n_tokens_expr("text"),
         )
-        return base.with_columns(**cols)
+        return pl.concat([base, provenance(batch)], how="horizontal").with_columns(**cols)
 
 
 def resolve_thresholds(cfg: Config, card: dict[str, Any]) -> dict[str, float]:
@@ -153,7 +192,18 @@ def scoring_hash(cfg: Config) -> str:
     """Hash of the settings that change a part's rows (not training settings, paths or batch sizes)."""
     r = cfg.read
     keys = {
-        "read": [r.text_column, r.id_column, r.url_column, r.max_doc_chars, r.min_doc_chars],
+        "read": [
+            r.text_column,
+            r.id_column,
+            r.url_column,
+            r.max_doc_chars,
+            r.min_doc_chars,
+            r.date_column,
+            r.lang_column,
+            r.detect_language,
+            r.trust_lang_column,
+            sorted(r.languages),
+        ],  # fmt: skip
         "cascade": [cfg.cascade.gate, cfg.cascade.embedding_weight],
         "embedding": [cfg.embedding.bf16, cfg.embedding.device],
         "themes": cfg.theme_names,
@@ -182,8 +232,34 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
-    """Score one shard into its part; returns the part's stats."""
+def _scored_batches(
+    scorer: ShardScorer, batches: Iterator[pl.DataFrame], depth: int
+) -> Generator[pl.DataFrame, None, None]:
+    """`scorer.score_batch` of each non-empty batch, in order; with `depth` > 1, that many batches are scored
+    at once in threads, so one runs fastText while another waits for a remote embedding stage."""
+    batches = (b for b in batches if b.height)
+    if depth <= 1:
+        for b in batches:
+            yield scorer.score_batch(b)
+        return
+    with ThreadPoolExecutor(depth) as pool:
+        queued: deque[Future[pl.DataFrame]] = deque()
+        for b in batches:
+            queued.append(pool.submit(scorer.score_batch, b))
+            if len(queued) >= depth:
+                yield queued.popleft().result()
+        while queued:
+            yield queued.popleft().result()
+
+
+def score_shard(
+    scorer: ShardScorer,
+    task: Task,
+    on_batch: Callable[[int], None] | None = None,
+    pipeline: int = 1,
+) -> dict[str, Any]:
+    """Score one shard into its part; returns the part's stats. `on_batch(n)` is called after each batch of
+    n documents is written; `pipeline` batches are scored at once (see `_scored_batches`)."""
     import pyarrow.parquet as pq
 
     t0 = time.time()
@@ -197,16 +273,16 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
     n_scored = n_embedded = 0
     thresholds = {t: thr for t, thr in scorer.thresholds.items() if t in scorer.themes}
     above = dict.fromkeys(thresholds, 0)
+    scored = _scored_batches(scorer, read_shard(task.shard, scorer.cfg.read, counts), pipeline)
     try:
-        for batch in read_shard(task.shard, scorer.cfg.read, counts):
-            if batch.height == 0:
-                continue
-            df = scorer.score_batch(batch)
+        for df in scored:
             n_scored += df.height
             n_embedded += int(df["embedded"].sum())
             for t, thr in thresholds.items():
                 above[t] += int((df[f"score_{t}"] >= thr).sum())
             writer.write_table(df.to_arrow().cast(schema))
+            if on_batch is not None:
+                on_batch(df.height)
         writer.close()
         if counts.documents_in != n_scored + counts.n_skipped:
             raise SelectorError(
@@ -214,6 +290,7 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
                 f"{counts.n_skipped} skipped; this is a bug, please report it."
             )
     except BaseException:
+        scored.close()
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
@@ -240,29 +317,14 @@ def score_shard(scorer: ShardScorer, task: Task) -> dict[str, Any]:
     return stats
 
 
-_WORKER: ShardScorer | None = None
-
-
-def _init_worker(cfg: Config, classifier_dir: str, threads: int) -> None:
-    global _WORKER
-    import torch
-
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    _WORKER = ShardScorer(cfg, classifier_dir)
-
-
-def _run_task(task: Task) -> dict[str, Any]:
-    assert _WORKER is not None
-    return score_shard(_WORKER, task)
-
-
 @dataclass
 class ScoreSummary:
     out_dir: Path
     parts: list[dict[str, Any]]
     skipped_parts: int
     seconds: float
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    executor: str = "local"
 
     def totals(self) -> dict[str, Any]:
         keys = ("documents_in", "scored", "skipped", "embedded")
@@ -280,6 +342,10 @@ class ScoreSummary:
         tot["embedded_fraction"] = round(tot["embedded"] / tot["scored"], 6) if tot["scored"] else 0.0
         tot["parts"] = len(self.parts)
         tot["parts_reused"] = self.skipped_parts
+        tot["parts_failed"] = len(self.failed)
+        tot["failed"] = self.failed
+        tot["complete"] = not self.failed
+        tot["executor"] = self.executor
         tot["seconds"] = round(self.seconds, 2)
         return tot
 
@@ -292,14 +358,35 @@ def score(
     workers: int = 1,
     force: bool = False,
     progress: Callable[[str], None] = log.info,
+    executor: str = "local",
+    retries: int = 2,
+    ray: RayOptions | None = None,
+    progress_every: float = 10.0,
 ) -> ScoreSummary:
-    """Score every shard of `inputs` into `out_dir/scores/`; finished parts are reused unless `force`."""
+    """Score every shard of `inputs` into `out_dir/scores/`; finished parts are reused unless `force`.
+
+    `executor` "local" scores in this process (`workers` 1) or in `workers` processes; "ray" in `workers`
+    Ray actors (see executors.run_ray and `ray`). A shard that fails is tried `retries` more times, then
+    listed in the summary's `failed` while the other shards go on; rerunning scores only what is unfinished.
+    """
+    from . import executors
+
+    if executor not in executors.EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(executors.EXECUTORS)}, got {executor!r}")
+    if retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {retries}")
+    if executor == "ray":
+        executors.import_ray()  # fails here, before any work, when Ray is not installed
+    elif ray is not None and ray != executors.RayOptions():
+        raise ConfigError("Ray options (--ray-address, --embed-workers, ...) need --executor ray.")
     t0 = time.time()
     shards = discover_shards(inputs)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
     sdir = Path(out_dir) / SCORES
     base_sig = {"scoring": scoring_hash(cfg), "classifier": scorer.clf.identity}
-    tasks = [Task(i, sh, str(sdir), {**base_sig, "shard": sh.fingerprint()}) for i, sh in enumerate(shards)]
+    # absolute, so workers started elsewhere (Ray) write to the same place
+    where = os.path.abspath(sdir)
+    tasks = [Task(i, sh, where, {**base_sig, "shard": sh.fingerprint()}) for i, sh in enumerate(shards)]
     todo, done = [], []
     for task in tasks:
         name = part_name(task.index)
@@ -317,8 +404,8 @@ def score(
         check_shard(task.shard, cfg.read)
     sdir.mkdir(parents=True, exist_ok=True)
     # leftovers of an interrupted run (a killed worker cannot clean up after itself)
-    for leftover in sdir.glob(".*.tmp-*"):
-        leftover.unlink(missing_ok=True)
+    _remove_leftovers(sdir)
+    (sdir / "_summary.json").unlink(missing_ok=True)  # written again when this run ends
     for task in todo:
         (sdir / f"{part_name(task.index)}.done").unlink(missing_ok=True)
     # parts left over from an earlier run with more shards would be read as results: remove them
@@ -357,39 +444,20 @@ def score(
     )
     if done:
         progress(f"{len(done)} of {len(tasks)} part(s) already finished; reusing them (--force redoes them)")
-    results: list[dict[str, Any]] = []
-    n_docs = 0
-
-    def report(stats: dict[str, Any]) -> None:
-        nonlocal n_docs
-        results.append(stats)
-        n_docs += stats["scored"]
-        el = time.time() - t0
-        rate = n_docs / el if el > 0 else 0.0
-        left = len(todo) - len(results)
-        eta = el / len(results) * left if results else 0.0
-        progress(
-            f"[{len(results)}/{len(todo)}] {stats['part']}: {stats['scored']:,} scored, "
-            f"{stats['skipped']:,} skipped, {stats['embedded']:,} embedded; {rate:,.0f} docs/s; "
-            f"ETA {eta:,.0f}s"
-        )
-
-    workers = max(1, min(workers, len(todo))) if todo else 1
-    if workers == 1:
-        for task in todo:
-            report(score_shard(scorer, task))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(
-            workers, initializer=_init_worker, initargs=(cfg, str(classifier_dir), threads)
-        ) as pool:
-            for stats in pool.imap_unordered(_run_task, todo):
-                report(stats)
-    parts = sorted(done + results, key=lambda s: s["part"])
-    summary = ScoreSummary(Path(out_dir), parts, len(done), time.time() - t0)
+    tracker = executors.Tracker(todo, progress, retries, every=progress_every)
+    executors.run(executor, todo, tracker, cfg, os.path.abspath(classifier_dir), scorer, workers, ray)
+    # temporary files of attempts whose worker was killed (the retry wrote its part under another name)
+    _remove_leftovers(sdir)
+    parts = sorted(done + tracker.results, key=lambda s: s["part"])
+    failed = sorted(tracker.failed, key=lambda f: f["part"])
+    summary = ScoreSummary(Path(out_dir), parts, len(done), time.time() - t0, failed, executor)
     _atomic_write_text(sdir / "_summary.json", json.dumps(summary.totals(), indent=2) + "\n")
     return summary
+
+
+def _remove_leftovers(sdir: Path) -> None:
+    for leftover in sdir.glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
 
 
 def read_scores(scores_dir: str | Path) -> pl.DataFrame:

@@ -22,7 +22,9 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ from . import __version__
 from .config import Config
 from .errors import ManifestError
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
+from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF
 from .paths import make_temp_dir
 from .score import SCORES
 
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("polars", "numpy", "pyarrow", "fasttext-numpy2", "faiss-cpu", "sentence-transformers", "torch")
 ID_COLUMNS = ["doc_id", "source", "row", "url", "n_chars", "n_tokens"]
+PROV_COLUMNS = ["domain", "crawl_date", "warc_record_id", "offset", "payload_digest", "content_sha1", "text_hash",
+                "lang", "generated_pattern"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class Selection:
     total_tokens: int
     base: dict[str, Any]
     warnings: list[str]
+    domains: dict[str, Any]
+    dedup: dict[str, int]
 
 
 def _thresholds(cfg: Config, info: ScoresInfo, lf: pl.LazyFrame, n_docs: int) -> dict[str, float]:
@@ -200,6 +207,150 @@ def _planned_stream_tokens(up: list[Any], unique: dict[str, int], total: int, ca
     return out
 
 
+def domain_cap(stream: pl.DataFrame, score_col: str, share: float) -> tuple[list[int], dict[str, float]]:
+    """Rows (`_i`) to drop so that no domain holds more than `share` of the tokens the stream keeps; each
+    domain keeps at least its best document. Returns them and each capped domain's share before the cap.
+    A fixed point: dropping shrinks the stream, so shares are recomputed until none is over."""
+    total = int(stream["n_tokens"].sum())
+    docs: dict[str, list[tuple[int, int]]] = {}
+    ranked = stream.filter(pl.col("domain").is_not_null()).sort(
+        [score_col, "source", "row"], descending=[True, False, False]
+    )
+    for dom, idx, tok in ranked.select("domain", "_i", "n_tokens").iter_rows():
+        docs.setdefault(dom, []).append((idx, tok))
+    kept = {d: sum(t for _, t in v) for d, v in docs.items()}
+    before = {d: kept[d] / total for d in kept} if total else {}
+    n_kept = {d: len(v) for d, v in docs.items()}
+    dropped: list[int] = []
+    changed = True
+    while changed:
+        changed = False
+        allowed = share * total
+        for d, v in docs.items():
+            while n_kept[d] > 1 and kept[d] > allowed:
+                idx, tok = v[n_kept[d] - 1]
+                n_kept[d] -= 1
+                kept[d] -= tok
+                total -= tok
+                allowed = share * total
+                dropped.append(idx)
+                changed = True
+    capped = {d: before[d] for d in docs if n_kept[d] < len(docs[d])}
+    return sorted(dropped), capped
+
+
+def organic_figures(chosen: pl.DataFrame) -> dict[str, Any]:
+    """Per stream: the share of its tokens (repeats included) with full provenance (URL and crawl date), from
+    crawls before PRE_LLM_CUTOFF, and the documents and tokens matching a generated-text pattern."""
+    tok = chosen["n_tokens"] * chosen["repeats"]
+    total = int(tok.sum())
+    full = chosen["url"].is_not_null() & chosen["crawl_date"].is_not_null()
+    day = chosen["crawl_date"].str.slice(0, 10)
+    early = day.str.contains(r"^\d{4}-\d{2}-\d{2}$").fill_null(False) & (day < PRE_LLM_CUTOFF).fill_null(
+        False
+    )
+    flagged = chosen["generated_pattern"].is_not_null()
+
+    def share(mask: pl.Series) -> float | None:
+        return round(int(tok.filter(mask).sum()) / total, 4) if total else None  # None: an empty stream
+
+    return {
+        "provenance_share": share(full),
+        "pre_llm_share": share(early),
+        "generated_flagged_documents": int(flagged.sum()),
+        "generated_flagged_tokens": int(tok.filter(flagged).sum()),
+    }
+
+
+def domain_distribution(chosen: pl.DataFrame, top: int = 20) -> dict[str, Any]:
+    """A stream's tokens (repeats included) by source domain: the top domains and how many there are."""
+    d = (
+        chosen.with_columns(
+            tok=pl.col("n_tokens") * pl.col("repeats"), dom=pl.col("domain").fill_null("(no url)")
+        )
+        .group_by("dom")
+        .agg(pl.col("tok").sum())
+        .sort(["tok", "dom"], descending=[True, False])
+    )
+    total = int(d["tok"].sum())
+    return {
+        "domains": d.height,
+        "top": [
+            {"domain": dom, "tokens": int(t), "share": round(int(t) / total, 4) if total else 0.0}
+            for dom, t in d.head(top).iter_rows()
+        ],
+    }
+
+
+SHINGLE_WORDS = 5
+MINHASH_PERMS = 128
+
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
+_PERMS = np.random.RandomState(1).randint(1, (1 << 61) - 1, size=(2, MINHASH_PERMS), dtype=np.uint64)
+
+
+def _shingles(text: str) -> list[bytes]:
+    words = re.sub(r"[\W_]+", " ", text.lower()).split()
+    if len(words) < SHINGLE_WORDS:
+        return [" ".join(words).encode()]
+    return sorted(
+        {" ".join(words[i : i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
+    )
+
+
+def minhash_signature(text: str) -> np.ndarray:
+    """MinHash of the text's 5-word shingles: 128 universal hash permutations (a * h + b mod 2^61 - 1, as
+    datasketch computes them) of each shingle's CRC-32; deterministic across processes."""
+    hv = np.array([zlib.crc32(sh) for sh in _shingles(text)], dtype=np.uint64)[:, None]
+    a, b = _PERMS
+    return np.asarray(((hv * a + b) % _MERSENNE & _MAX_HASH).min(axis=0), dtype=np.uint64)
+
+
+def near_duplicates(pool: pl.DataFrame, info: ScoresInfo, cfg: Config) -> dict[str, str]:
+    """{key: representative's doc_id} for candidates (`pool`, in rank order, keyed by `_key` = shard and row)
+    whose estimated Jaccard similarity with a better-ranked candidate is at least `select.near_dup_threshold`.
+    Signatures are computed shard by shard as the texts are read back (texts are not kept); the LSH index
+    holds the representatives' signatures: memory grows by about 1.5 KB per candidate."""
+    from datasketch.lsh import _optimal_param
+
+    from .materialize import matched_rows
+    from .read import Shard
+
+    shards = {i["source"]: Shard(i["source"], i["label"], i.get("format") or "jsonl") for i in info.inputs}
+    sigs: dict[str, np.ndarray] = {}
+    for src, group in pool.select("source", "row", "doc_id", "n_chars", "_key").group_by(
+        "source", maintain_order=True
+    ):
+        needed = group.drop("source").sort("row")
+        for hit in matched_rows(shards[str(src[0])], cfg.read, needed):
+            for key, text in hit.select("_key", "text").iter_rows():
+                sigs[key] = minhash_signature(text)
+    thr = cfg.select.near_dup_threshold
+    # LSH: b bands of r rows, chosen as datasketch chooses them for this threshold (0.8 -> 9 bands of 13)
+    bands, rows = _optimal_param(thr, MINHASH_PERMS, 0.5, 0.5)
+    buckets: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
+    rep_sigs: dict[str, np.ndarray] = {}
+    order: dict[str, int] = {}  # representatives, in rank order
+    doc_of: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for key, doc_id in pool.select("_key", "doc_id").iter_rows():
+        sig = sigs.pop(key)
+        keys = [sig[i * rows : (i + 1) * rows].tobytes() for i in range(bands)]
+        seen = {h for i, k in enumerate(keys) for h in buckets[i].get(k, ())}
+        hits = [h for h in seen if float((rep_sigs[h] == sig).mean()) >= thr]
+        if hits:
+            out[key] = doc_of[min(hits, key=lambda h: order[h])]  # the best-ranked representative
+            continue
+        order[key] = len(order)
+        doc_of[key] = doc_id
+        rep_sigs[key] = sig
+        for i, k in enumerate(keys):
+            buckets[i].setdefault(k, []).append(key)
+    return out
+
+
 def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selection:
     sc = cfg.select
     missing = [t for t in cfg.theme_names if t not in info.themes]
@@ -210,7 +361,13 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         )
     themes = cfg.theme_names
     score_cols = [f"score_{t}" for t in themes]
-    lf = pl.scan_parquet(info.parts).select(*ID_COLUMNS, *score_cols)
+    have = set(pl.read_parquet_schema(info.parts[0]))
+    if not set(PROV_COLUMNS) <= have:
+        raise ManifestError(
+            f"{info.dir} was scored by an older selector without provenance columns "
+            f"({', '.join(sorted(set(PROV_COLUMNS) - have))}). Rescore with `selector score ... --force`."
+        )
+    lf = pl.scan_parquet(info.parts).select(*ID_COLUMNS, *PROV_COLUMNS, *score_cols)
     totals = lf.select(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens")).collect().row(0)
     n_docs, base_tokens = int(totals[0]), int(totals[1] or 0)
     thr = _thresholds(cfg, info, lf, n_docs)
@@ -260,6 +417,73 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             )
     cand = cand.filter(~pl.col("_excluded")).drop("_excluded")
 
+    def best_theme(df: pl.DataFrame) -> pl.Expr:
+        """The upsampled theme each candidate scores highest on among those it qualifies for."""
+        if not up:
+            return pl.lit(None, dtype=pl.String)
+        qs = [pl.when(pl.col(f"score_{t.name}") >= thr[t.name]).then(pl.col(f"score_{t.name}")).otherwise(-1.0)
+              for t in up]  # fmt: skip
+        names = {j: t.name for j, t in enumerate(up)}
+        return pl.concat_list(qs).list.arg_max().replace_strict(names, return_dtype=pl.String)
+
+    def reject_each(df: pl.DataFrame, reason: pl.Expr) -> None:
+        """Reject candidates once, under the theme each would have joined."""
+        if not df.height or not up:
+            return
+        df = df.with_columns(_t=best_theme(df))
+        for t in up:
+            reject(df.filter(pl.col("_t") == t.name), t.name, reason)
+
+    # provenance and generated-text rules (organic.py)
+    if sc.require_provenance:
+        bad = cand.filter(pl.col("url").is_null() | pl.col("crawl_date").is_null())
+        reject_each(
+            bad, pl.lit("no_provenance: a URL and a crawl date are required (select.require_provenance)")
+        )
+        cand = cand.filter(pl.col("url").is_not_null() & pl.col("crawl_date").is_not_null())
+    if sc.exclude_generated:
+        bad = cand.filter(pl.col("generated_pattern").is_not_null())
+        reject_each(
+            bad, pl.format("generated_text: matches {} (select.exclude_generated)", "generated_pattern")
+        )
+        cand = cand.filter(pl.col("generated_pattern").is_null())
+
+    # duplicates, before repeats multiply them: one representative per group, the best-scoring one. Only
+    # candidates of upsampled themes take part; documents are told apart by where they are (shard, row),
+    # since ids can repeat across shards
+    dedup_info: dict[str, int] = {"exact": 0, "near": 0}
+    if sc.dedup and up and cand.height:
+        in_stream = pl.any_horizontal([pl.col(f"score_{t.name}") >= thr[t.name] for t in up])
+        rest = cand.filter(~in_stream)
+        pool = cand.filter(in_stream).with_columns(
+            _rank=pl.max_horizontal([pl.col(f"score_{t.name}") for t in up]),
+            _key=pl.format("{}\u0000{}", "source", "row"),
+        )
+        pool = pool.sort(["_rank", "source", "row"], descending=[True, False, False])
+        rep = pool.group_by("text_hash", maintain_order=True).agg(
+            pl.col("_key").first().alias("_rep_key"), pl.col("doc_id").first().alias("_rep")
+        )
+        pool = pool.join(rep, on="text_hash", how="left", maintain_order="left")
+        dups = pool.filter(pl.col("_rep_key") != pl.col("_key"))
+        dedup_info["exact"] = dups.height
+        reject_each(dups, pl.format("duplicate_of:{} (exact, normalized text)", "_rep"))
+        pool = pool.filter(pl.col("_rep_key") == pl.col("_key")).drop("_rep_key", "_rep")
+        if sc.near_dup_threshold < 1 and pool.height > 1:
+            near = near_duplicates(pool, info, cfg)  # {key: representative's doc_id}
+            if near:
+                nd = pool.filter(pl.col("_key").is_in(list(near))).with_columns(
+                    _rep=pl.col("_key").replace_strict(near, return_dtype=pl.String)
+                )
+                dedup_info["near"] = nd.height
+                reject_each(
+                    nd,
+                    pl.format(
+                        f"duplicate_of:{{}} (near, MinHash Jaccard >= {sc.near_dup_threshold:g})", "_rep"
+                    ),
+                )
+                pool = pool.filter(~pl.col("_key").is_in(list(near)))
+        cand = pl.concat([pool.drop("_rank", "_key"), rest], how="vertical_relaxed").sort("source", "row")
+
     # each document joins the stream of the upsampled theme it scores highest on among those it qualifies for
     if up:
         qual_scores = [
@@ -286,6 +510,46 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             ),
         )
 
+    # no single site dominates a stream: a domain above max_domain_share of the stream's unique tokens loses its
+    # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays)
+    if sc.max_domain_share < 1 and cand.height:
+        drop_rows: list[pl.DataFrame] = []
+        for i, t in enumerate(up):
+            st = cand.filter(pl.col("_best") == i).with_row_index("_i")
+            if not st.height:
+                continue
+            dropped, share_before = domain_cap(st, f"score_{t.name}", sc.max_domain_share)
+            if dropped:
+                over = st.filter(pl.col("_i").is_in(dropped)).with_columns(
+                    _share=pl.col("domain").replace_strict(share_before, return_dtype=pl.Float64)
+                )
+                reject(
+                    over,
+                    t.name,
+                    pl.format(
+                        f"domain_cap: {{}} would hold {{}}% of the {t.name} stream's unique tokens "
+                        f"(select.max_domain_share = {sc.max_domain_share:g})",
+                        "domain",
+                        (100 * pl.col("_share")).round(1),
+                    ),
+                )
+                drop_rows.append(over.select("source", "row"))
+            kept = st.filter(~pl.col("_i").is_in(dropped) & pl.col("domain").is_not_null())
+            tok = (
+                kept.group_by("domain")
+                .agg(pl.col("n_tokens").sum())
+                .sort(["n_tokens", "domain"], descending=[True, False])
+            )
+            total_kept = int(st.filter(~pl.col("_i").is_in(dropped))["n_tokens"].sum())
+            if tok.height and total_kept and tok["n_tokens"][0] > sc.max_domain_share * total_kept:
+                early_warnings.append(
+                    f"stream {t.name}: {tok['domain'][0]} still holds {100 * tok['n_tokens'][0] / total_kept:.0f}% "
+                    f"of its unique tokens with only its best document left (max_domain_share "
+                    f"{sc.max_domain_share:g}); the stream has too few other sites"
+                )
+        if drop_rows:
+            cand = cand.join(pl.concat(drop_rows), on=["source", "row"], how="anti", maintain_order="left")
+
     # the budget
     stream_tokens = {
         t.name: int(cand.filter(pl.col("_best") == i)["n_tokens"].sum()) for i, t in enumerate(up)
@@ -304,6 +568,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
     docs: list[pl.DataFrame] = []
     stream_rows: list[dict[str, Any]] = []
     warnings: list[str] = list(early_warnings)
+    domains: dict[str, Any] = {}
     stance = [t.name for t in cfg.themes if not t.upsample]
     # the base mix's passes in the run: 1 under "auto"; with an explicit total, the tokens the streams leave
     # for it over its size (known once the streams are drawn, so the refusal below uses an upper bound)
@@ -325,7 +590,12 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         else:
             target = unique
         tokens = s["n_tokens"].to_numpy()
-        e, capped = expected_repeats(tokens, s[f"score_{t.name}"].to_numpy(), target, sc.max_repeats, sc.rule)
+        if t.target_tokens or t.target_share:
+            e, capped = expected_repeats(
+                tokens, s[f"score_{t.name}"].to_numpy(), target, sc.max_repeats, sc.rule
+            )
+        else:  # no target: each qualifying document once
+            e, capped = np.ones(len(tokens)), False
         ids = s["doc_id"].to_list()
         keys = _unit_key(sc.seed, t.name, ids)
         order = np.argsort(keys, kind="stable")
@@ -342,9 +612,9 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 "(selector run)."
             )
         chosen = s.filter(pl.col("repeats") > 0)
-        dropped = s.filter(pl.col("repeats") == 0)
+        not_drawn = s.filter(pl.col("repeats") == 0)
         reject(
-            dropped,
+            not_drawn,
             t.name,
             pl.format(
                 "not drawn: the stream's target ({} tokens) is below its unique tokens ({}); expected {} copies",
@@ -396,7 +666,9 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             hit = chosen.filter(pl.col(f"score_{x}") >= thr[x])
             row[f"{x}_documents"] = hit.height
             row[f"{x}_tokens"] = int((hit["n_tokens"] * hit["repeats"]).sum())
+        row.update(organic_figures(chosen))
         stream_rows.append(row)
+        domains[t.name] = domain_distribution(chosen)
         if capped:
             warnings.append(
                 f"stream {t.name}: max_repeats = {sc.max_repeats} binds; it reaches {achieved:,} of {target:,} "
@@ -423,11 +695,14 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
 
     doc_cols = [
         "doc_id", "source", "row", "url", "theme", *score_cols, "n_chars", "n_tokens", "repeats", "weight", "reason",
+        *PROV_COLUMNS,
     ]  # fmt: skip
     doc_schema = {
         "doc_id": pl.String, "source": pl.String, "row": pl.Int64, "url": pl.String, "theme": pl.String,
         **dict.fromkeys(score_cols, pl.Float32), "n_chars": pl.Int64, "n_tokens": pl.Int64,
         "repeats": pl.Int64, "weight": pl.Float64, "reason": pl.String,
+        "domain": pl.String, "crawl_date": pl.String, "warc_record_id": pl.String, "offset": pl.Int64,
+        "payload_digest": pl.String, "content_sha1": pl.String, "text_hash": pl.String, "lang": pl.String, "generated_pattern": pl.String,
     }  # fmt: skip
     documents = pl.concat([d.select(doc_cols) for d in docs]) if docs else pl.DataFrame(schema=doc_schema)
     documents = documents.cast(doc_schema)  # type: ignore[arg-type]
@@ -451,6 +726,8 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             "run_tokens": total - achieved_all if sc.base_in_mix else 0,
         },
         warnings=warnings,
+        domains=domains,
+        dedup=dedup_info,
     )
 
 
@@ -523,7 +800,25 @@ def select(
             "stream_tokens": int((sel.documents["n_tokens"] * sel.documents["repeats"]).sum()),
             "rejected": sel.rejected.height,
             "rejected_by_reason": _reason_counts(sel.rejected),
+            "duplicates_removed": sel.dedup,
             "warnings": sel.warnings,
+        },
+        "domains": sel.domains,
+        "organic": {
+            "pre_llm_cutoff": PRE_LLM_CUTOFF,
+            "generated_patterns": GENERATED_PATTERNS,
+            "streams": {
+                r["theme"]: {
+                    k: r[k]
+                    for k in (
+                        "provenance_share",
+                        "pre_llm_share",
+                        "generated_flagged_documents",
+                        "generated_flagged_tokens",
+                    )
+                }
+                for r in sel.streams.to_dicts()
+            },
         },
         "files": {
             "documents": "documents.parquet",

@@ -8,12 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selector.audit import audit, domain_of, passages, precision_report, wilson_interval
+from selector.audit import audit, passages, precision_report, wilson_interval
 from selector.labels import read_label_csv
 from selector.paths import demo_corpus_dir
 from selector.score import score
 from selector.select import select
 from selector.train import train
+from selector.urls import domain_of
 
 from .conftest import quick_config
 
@@ -214,3 +215,15 @@ def test_labels_exported_from_the_page_round_trip(demo_manifest, tmp_path):
     card = train([demo_manifest.parent.parent / "in"], quick_config(), tmp_path / "clf2", labels_path=labels,
                  progress=lambda m: None)  # fmt: skip
     assert card["trained_on"]["human_labels"] == 2
+
+
+def test_weighted_precision_corrects_the_domain_round_robin():
+    from selector.audit import _weighted_prec
+
+    # a bucket of 11 documents: 9 from one site (one drawn, weight 9) and 2 singletons (weight 1 each)
+    r = _weighted_prec([True, False, False], [9.0, 1.0, 1.0])
+    assert r["precision"] == round(9 / 11, 4) and r["effective_n"] == round(121 / 83, 2)
+    lo, hi = wilson_interval(9 / 11 * 121 / 83, 121 / 83)
+    assert (r["low"], r["high"]) == (round(lo, 4), round(hi, 4))
+    # equal weights: the plain Wilson interval
+    assert _weighted_prec([True, False], [1.0, 1.0])["low"] == round(wilson_interval(1, 2)[0], 4)

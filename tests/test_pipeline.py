@@ -202,3 +202,52 @@ def test_score_select_export_materialize_from_the_command_line(trained, demo_inp
     res = run(cli, ["select", "--scores", str(tmp_path), "--out", str(tmp_path / "big"), "--max-repeats", "40",
                     "--target-share", "cooperation=0.9", "--silent"])  # fmt: skip
     assert res.exit_code != 0 and "past select.hard_max_epochs = 16" in res.output
+
+
+def test_warc_provenance_flows_into_scores_manifest_and_materialized_rows(trained, cfg, tmp_path):
+    from selector.materialize import materialize
+    from selector.select import select
+
+    from .test_formats import write_warc
+
+    clf, _ = trained
+    warc = write_warc(tmp_path / "cc.warc.gz")
+    score([warc], tmp_path / "run", clf, cfg, progress=lambda m: None)
+    df = read_scores(tmp_path / "run")
+    assert df.height == 2 and df["warc_record_id"].null_count() == 0
+    assert df["domain"].to_list() == ["example.org", "example.org"]
+    assert df["crawl_date"].to_list() == ["2020-01-02T03:04:05Z"] * 2 and df["lang"].to_list() == ["en", "de"]
+    assert df["content_sha1"].str.len_chars().to_list() == [40, 40]
+    # select everything (a threshold of 0) once, then materialize: provenance rides along
+    c = cfg.replace("select", max_domain_share=1.0)
+    for t in ("honesty", "cooperation", "cooperative_ai"):
+        c = c.replace_theme(t, threshold=0.0, target_share=0.0)
+    m = select(tmp_path / "run", tmp_path / "run", c, progress=lambda m: None)
+    docs = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert set(docs["warc_record_id"]) == set(df["warc_record_id"])
+    shares = [v["provenance_share"] for v in m["organic"]["streams"].values()]
+    assert 1.0 in shares and set(shares) <= {1.0, None}  # None: a stream with no documents
+    materialize(tmp_path / "run" / "manifest", tmp_path / "mat", progress=lambda m: None)
+    rows = pl.concat([pl.read_ndjson(p) for p in (tmp_path / "mat").glob("*/part-*.jsonl.gz")])
+    assert set(rows["warc_record_id"]) == set(df["warc_record_id"]) and rows["offset"].null_count() == 0
+
+
+def test_a_remote_dump_scores_selects_and_materializes(trained, demo_inputs, cfg, tmp_path):
+    """The same readers behind a URI: the demo in an fsspec in-memory filesystem."""
+    fsspec = pytest.importorskip("fsspec")
+    from selector.materialize import materialize
+    from selector.select import select
+
+    clf, _ = trained
+    mem = fsspec.filesystem("memory")
+    for f in sorted(demo_inputs.glob("*.jsonl")):
+        mem.pipe(f"/remote-demo/{f.name}", f.read_bytes())
+    score(["memory://remote-demo"], tmp_path / "remote", clf, cfg, progress=lambda m: None)
+    score([demo_inputs], tmp_path / "local", clf, cfg, progress=lambda m: None)
+    remote, local = read_scores(tmp_path / "remote"), read_scores(tmp_path / "local")
+    assert remote.drop("source").equals(local.drop("source"))
+    assert remote["source"].str.starts_with("memory://").all()
+    c = cfg.replace_theme("cooperation", target_share=0.05)
+    select(tmp_path / "remote", tmp_path / "remote", c, progress=lambda m: None)
+    summary = materialize(tmp_path / "remote" / "manifest", tmp_path / "mat", progress=lambda m: None)
+    assert sum(s["rows"] for s in summary["streams"]) > 0

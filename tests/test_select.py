@@ -29,17 +29,39 @@ def make_scores(
         part = f"part-{p:05d}"
         mine = rows[p::parts]
         source = str(root / f"shard-{p}.jsonl")
+        for r in mine:
+            if "text" in r:  # a real shard behind the scores, for the steps that read texts back
+                r["n_tokens"] = -(-len(r["text"]) // 4)
+        if any("text" in r for r in mine):
+            Path(source).write_text(
+                "".join(json.dumps({"id": r["doc_id"], "text": r["text"]}) + "\n" for r in mine)
+            )
         df = pl.DataFrame(
             {
                 "doc_id": [r["doc_id"] for r in mine],
                 "source": [source] * len(mine),
                 "row": list(range(len(mine))),
-                "url": [f"https://example.org/{r['doc_id']}" for r in mine],
-                "n_chars": [4 * r["n_tokens"] for r in mine],
+                "url": [r.get("url", f"https://{r['doc_id']}.example.org/page") for r in mine],
+                "n_chars": [len(r["text"]) if "text" in r else 4 * r["n_tokens"] for r in mine],
                 "n_tokens": [r["n_tokens"] for r in mine],
+                "domain": [r.get("domain", f"{r['doc_id']}.example.org") for r in mine],
+                "crawl_date": [r.get("crawl_date", "2021-05-01T00:00:00Z") for r in mine],
+                "warc_record_id": [None] * len(mine),
+                "offset": [None] * len(mine),
+                "payload_digest": [None] * len(mine),
+                "content_sha1": [r.get("text_hash", r["doc_id"]) for r in mine],
+                "text_hash": [r.get("text_hash", r["doc_id"]) for r in mine],
+                "lang": ["en"] * len(mine),
+                "generated_pattern": [r.get("generated_pattern") for r in mine],
                 **{f"score_{t}": [float(r.get(f"score_{t}", 0.0)) for r in mine] for t in THEMES},
             },
-            schema_overrides={f"score_{t}": pl.Float32 for t in THEMES},
+            schema_overrides={
+                **{f"score_{t}": pl.Float32 for t in THEMES},
+                "warc_record_id": pl.String,
+                "offset": pl.Int64,
+                "payload_digest": pl.String,
+                "generated_pattern": pl.String,
+            },
         )
         df.write_parquet(sdir / f"{part}.parquet")
         stats = {
@@ -77,7 +99,9 @@ def background(n: int, tokens: int = 100) -> list[dict]:
 
 
 def sel_cfg(cfg: Config, **select_changes: object) -> Config:
-    """Only honesty is upsampled with an explicit token target, unless a test sets more."""
+    """No targets unless a test sets them; near-duplicate detection off (it reads texts back from shards,
+    which these hand-written scores do not have; test_near_duplicates writes real ones)."""
+    cfg = cfg.replace("select", near_dup_threshold=1.0)
     c = cfg.replace_theme("honesty", target_share=0.0, target_tokens=0)
     c = c.replace_theme("cooperation", target_share=0.0, target_tokens=0)
     c = c.replace_theme("cooperative_ai", target_share=0.0, target_tokens=0)
@@ -337,3 +361,126 @@ def test_auto_thresholds_come_from_the_classifier_not_the_scoring_config(tmp_pat
         ManifestError, match=r'threshold is "auto" but the classifier .* no calibrated threshold'
     ):
         select(root, root, sel_cfg(cfg), progress=lambda m: None)
+
+
+def test_exact_duplicates_collapse_to_the_best_scoring(tmp_path, cfg):
+    rows = [
+        {"doc_id": "a", "n_tokens": 100, "score_honesty": 0.7, "text_hash": "same"},
+        {"doc_id": "b", "n_tokens": 100, "score_honesty": 0.9, "text_hash": "same"},
+        {"doc_id": "c", "n_tokens": 100, "score_cooperation": 0.8, "text_hash": "same"},
+        {"doc_id": "d", "n_tokens": 100, "score_honesty": 0.6},
+    ]
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert sorted(d["doc_id"]) == ["b", "d"]
+    rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
+    reasons = dict(zip(rej["doc_id"], rej["reason"], strict=True))
+    assert reasons["a"] == reasons["c"] == "duplicate_of:b (exact, normalized text)"
+    assert m["selection"]["duplicates_removed"] == {"exact": 2, "near": 0}
+
+
+PARAGRAPH = (
+    "When the bakery on our street burned down, the neighbours organised a rota so that the owners could keep "
+    "selling bread from a borrowed van. Nobody was paid, nobody kept score, and within a month the whole "
+    "street had learned the names of people they had passed for years without a word. "
+) + " ".join(f"On day {i} the rota had {i % 7 + 2} volunteers and sold {30 + i} loaves." for i in range(40))
+
+
+def test_minhash_estimates_jaccard():
+    from selector.select import _shingles, minhash_signature
+
+    a, b = PARAGRAPH, PARAGRAPH.replace("borrowed van", "rented van")
+    exact = len(set(_shingles(a)) & set(_shingles(b))) / len(set(_shingles(a)) | set(_shingles(b)))
+    est = float((minhash_signature(a) == minhash_signature(b)).mean())
+    assert 0.9 < exact < 1 and abs(est - exact) < 0.06  # 128 permutations: standard error about 0.02
+    assert (minhash_signature(a) == minhash_signature(a)).all()
+    assert (
+        float((minhash_signature(a) == minhash_signature("an unrelated text about choirs " * 5)).mean()) < 0.1
+    )
+
+
+def test_near_duplicates_are_found_with_minhash(tmp_path, cfg):
+    rows = [
+        {"doc_id": "orig", "text": PARAGRAPH, "score_cooperation": 0.9},
+        {"doc_id": "copy", "text": PARAGRAPH.replace("borrowed van", "rented van"), "score_cooperation": 0.8},
+        {"doc_id": "other", "text": "A different story about a choir that shares its rehearsal room. " * 8,
+         "score_cooperation": 0.85},
+    ]  # fmt: skip
+    c = sel_cfg(cfg).replace("select", near_dup_threshold=0.8)
+    m = run_select(tmp_path, c, rows, name="near")
+    d = pl.read_parquet(tmp_path / "near" / "manifest" / "documents.parquet")
+    assert sorted(d["doc_id"]) == ["orig", "other"]
+    rej = pl.read_parquet(tmp_path / "near" / "manifest" / "rejected.parquet")
+    assert rej.row(0, named=True)["reason"] == "duplicate_of:orig (near, MinHash Jaccard >= 0.8)"
+    assert m["selection"]["duplicates_removed"] == {"exact": 0, "near": 1}
+
+
+def test_domain_cap_keeps_one_site_from_dominating(tmp_path, cfg):
+    big = [{"doc_id": f"big{i}", "n_tokens": 100, "score_honesty": 0.9 - 0.01 * i, "domain": "bigsite.org"}
+           for i in range(5)]  # fmt: skip
+    small = [{"doc_id": f"s{i}", "n_tokens": 100, "score_honesty": 0.5} for i in range(5)]
+    m = run_select(tmp_path, sel_cfg(cfg, max_domain_share=0.2), big + small)
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    # counted against what the stream keeps: with 2 of its documents the site would hold 200 of 700 tokens
+    # (29%), with 1 it holds 100 of 600 (17%), under the cap; its best document is the one that stays
+    assert sorted(x for x in d["doc_id"] if x.startswith("big")) == ["big0"]
+    rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
+    assert sorted(rej["doc_id"]) == ["big1", "big2", "big3", "big4"]
+    assert set(rej["reason"]) == {
+        "domain_cap: bigsite.org would hold 50.0% of the honesty stream's unique tokens "
+        "(select.max_domain_share = 0.2)"
+    }
+    top = m["domains"]["honesty"]["top"][0]
+    assert top == {"domain": "bigsite.org", "tokens": 100, "share": round(100 / 600, 4)}
+
+
+def test_organic_figures_and_options(tmp_path, cfg):
+    rows = [
+        {"doc_id": "old", "n_tokens": 100, "score_honesty": 0.9, "crawl_date": "2019-07-17T13:39:42Z"},
+        {"doc_id": "new", "n_tokens": 300, "score_honesty": 0.8, "crawl_date": "2024-05-18T01:58:10Z"},
+        {"doc_id": "nodate", "n_tokens": 100, "score_honesty": 0.7, "crawl_date": None},
+        {
+            "doc_id": "bot",
+            "n_tokens": 100,
+            "score_honesty": 0.6,
+            "generated_pattern": "as_an_ai_language_model",
+        },
+    ]
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    o = m["organic"]["streams"]["honesty"]
+    # 600 tokens: 500 with URL and date, 100 crawled before 2022-12 (the bot's date is 2021 by default: 200)
+    assert o == {"provenance_share": round(500 / 600, 4), "pre_llm_share": round(200 / 600, 4),
+                 "generated_flagged_documents": 1, "generated_flagged_tokens": 100}  # fmt: skip
+    m2 = run_select(
+        tmp_path, sel_cfg(cfg, require_provenance=True, exclude_generated=True), rows, name="strict"
+    )
+    d = pl.read_parquet(tmp_path / "strict" / "manifest" / "documents.parquet")
+    assert sorted(d["doc_id"]) == ["new", "old"]
+    rej = pl.read_parquet(tmp_path / "strict" / "manifest" / "rejected.parquet")
+    reasons = dict(zip(rej["doc_id"], rej["reason"], strict=True))
+    assert reasons["nodate"].startswith("no_provenance")
+    assert reasons["bot"] == "generated_text: matches as_an_ai_language_model (select.exclude_generated)"
+    assert m2["organic"]["streams"]["honesty"]["provenance_share"] == 1.0
+
+
+def test_dedup_tells_documents_apart_by_place_not_id(tmp_path, cfg):
+    # the same id in two shards (overlapping dumps), same text: one is a duplicate of the other
+    rows = [
+        {"doc_id": "x", "n_tokens": 100, "score_honesty": 0.9, "text_hash": "h"},
+        {"doc_id": "x", "n_tokens": 100, "score_honesty": 0.8, "text_hash": "h"},
+    ]
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert d.height == 1 and d["score_honesty"][0] == pytest.approx(0.9)
+    assert m["selection"]["duplicates_removed"]["exact"] == 1
+
+
+def test_documents_only_on_a_stance_theme_are_not_deduplicated(tmp_path, cfg):
+    rows = [
+        {"doc_id": "a", "n_tokens": 100, "score_ai_risk": 0.9, "text_hash": "h"},
+        {"doc_id": "b", "n_tokens": 100, "score_ai_risk": 0.8, "text_hash": "h"},
+        {"doc_id": "c", "n_tokens": 100, "score_honesty": 0.9},
+    ]
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    assert m["selection"]["duplicates_removed"] == {"exact": 0, "near": 0}
+    assert pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet").height == 0
