@@ -134,6 +134,11 @@ def main() -> None:
         "--embed-workers", type=int, nargs="*", default=[], help="with --executor ray: embedding actors"
     )
     ap.add_argument("--cpus-per-worker", type=float, default=1.0, help="with --executor ray: CPUs per actor")
+    ap.add_argument(
+        "--formats",
+        action="store_true",
+        help="also read JSONL, Parquet, WARC and WET side by side (scripts/bench_read.py's measurement)",
+    )
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="runs/bench.json")
     args = ap.parse_args()
@@ -187,6 +192,17 @@ def main() -> None:
     for p in results["phases"]:
         if p["phase"].startswith("cascade"):
             p["share_of_fasttext_rate"] = round(p["docs_per_s"] / ft, 3)
+    if args.formats:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_read import build_inputs, measure
+
+        inputs = build_inputs(Path(args.corpus), work / "formats", repeat=40, n_docs=50_000)
+        results["formats"] = {
+            f"{fmt}{'+lang' if detect else ''}": measure(path, detect)
+            for fmt, path in inputs.items()
+            for detect in (False, True)
+        }
+        print(json.dumps(results["formats"]), file=sys.stderr, flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -786,8 +786,8 @@ def _warc_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterato
             row += 1
             h = rec.headers
             where = f"{shard.source} record {row} (offset {rec.stream_pos})"
-            body = rec.reader.read()
             if wet:
+                body = rec.reader.read()
                 try:
                     text = body.decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -803,6 +803,7 @@ def _warc_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterato
                 if not ctype or ctype.split(";")[0].strip().lower() not in HTML_TYPES:
                     counts.skip("not_html", where=f"{where} ({ctype})")
                     continue
+                body = rec.reader.read()  # only now: PDFs, videos and error pages are never read into memory
                 if len(body) > cfg.max_doc_chars * 8:
                     counts.skip("doc_too_long", where=f"{where} ({len(body):,} bytes of HTML)")
                     continue

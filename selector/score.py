@@ -29,10 +29,10 @@ from .classifier import Classifier
 from .config import Config
 from .embed import make_embedder
 from .errors import ClassifierError, ConfigError, SelectorError
-from .organic import generated_pattern_expr, normalized_text_expr
+from .organic import generated_pattern_expr
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .text import fasttext_input, n_tokens_expr
-from .urls import domain_of
+from .urls import domain_expr
 
 if TYPE_CHECKING:
     from .executors import RayOptions
@@ -53,7 +53,6 @@ PROVENANCE_COLUMNS: dict[str, Any] = {
     "payload_digest": pl.String,
     "domain": pl.String,
     "content_sha1": pl.String,  # of the text as read (UTF-8)
-    "text_hash": pl.String,  # of the normalized text: equal for exact duplicates
     "lang": pl.String,
     "lang_score": pl.Float32,
     "generated_pattern": pl.String,  # the first generated-text tell-tale it matches (organic.py), else null
@@ -63,15 +62,13 @@ PROVENANCE_COLUMNS: dict[str, Any] = {
 def provenance(batch: pl.DataFrame) -> pl.DataFrame:
     """The PROVENANCE_COLUMNS of a reader batch."""
     texts = batch["text"].to_list()
-    norm = batch.select(normalized_text_expr("text")).to_series().to_list()
     return batch.select(
         "warc_record_id",
         "offset",
         "crawl_date",
         "payload_digest",
-        pl.col("url").map_elements(domain_of, return_dtype=pl.String).alias("domain"),
+        domain_expr("url").alias("domain"),
         pl.Series("content_sha1", [hashlib.sha1(t.encode()).hexdigest() for t in texts], dtype=pl.String),
-        pl.Series("text_hash", [hashlib.sha1(t.encode()).hexdigest()[:20] for t in norm], dtype=pl.String),
         "lang",
         "lang_score",
         generated_pattern_expr("text").alias("generated_pattern"),

@@ -39,7 +39,7 @@ from . import __version__
 from .config import Config
 from .errors import ManifestError
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
-from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF
+from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir
 from .score import SCORES
 
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ("polars", "numpy", "pyarrow", "fasttext-numpy2", "faiss-cpu", "sentence-transformers", "torch")
 ID_COLUMNS = ["doc_id", "source", "row", "url", "n_chars", "n_tokens"]
-PROV_COLUMNS = ["domain", "crawl_date", "warc_record_id", "offset", "payload_digest", "content_sha1", "text_hash",
-                "lang", "generated_pattern"]  # fmt: skip
+PROV_COLUMNS = ["domain", "crawl_date", "warc_record_id", "offset", "payload_digest", "content_sha1", "lang",
+                "generated_pattern"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -308,26 +308,36 @@ def minhash_signature(text: str) -> np.ndarray:
     return np.asarray(((hv * a + b) % _MERSENNE & _MAX_HASH).min(axis=0), dtype=np.uint64)
 
 
-def near_duplicates(pool: pl.DataFrame, info: ScoresInfo, cfg: Config) -> dict[str, str]:
-    """{key: representative's doc_id} for candidates (`pool`, in rank order, keyed by `_key` = shard and row)
-    whose estimated Jaccard similarity with a better-ranked candidate is at least `select.near_dup_threshold`.
-    Signatures are computed shard by shard as the texts are read back (texts are not kept); the LSH index
-    holds the representatives' signatures: memory grows by about 1.5 KB per candidate."""
-    from datasketch.lsh import _optimal_param
-
+def candidate_fingerprints(
+    pool: pl.DataFrame, info: ScoresInfo, cfg: Config, minhash: bool
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Read the candidates' texts back from their shards, shard by shard (texts are not kept), and return per
+    candidate (`_key`): the hash of its normalized text (exact duplicates) and, if asked, its MinHash."""
     from .materialize import matched_rows
     from .read import Shard
 
     shards = {i["source"]: Shard(i["source"], i["label"], i.get("format") or "jsonl") for i in info.inputs}
+    hashes: dict[str, str] = {}
     sigs: dict[str, np.ndarray] = {}
     for src, group in pool.select("source", "row", "doc_id", "n_chars", "_key").group_by(
         "source", maintain_order=True
     ):
         needed = group.drop("source").sort("row")
         for hit in matched_rows(shards[str(src[0])], cfg.read, needed):
-            for key, text in hit.select("_key", "text").iter_rows():
-                sigs[key] = minhash_signature(text)
-    thr = cfg.select.near_dup_threshold
+            norm = hit.select(normalized_text_expr("text")).to_series().to_list()
+            for key, text, nt in zip(hit["_key"].to_list(), hit["text"].to_list(), norm, strict=True):
+                hashes[key] = hashlib.sha1(nt.encode()).hexdigest()[:20]
+                if minhash:
+                    sigs[key] = minhash_signature(text)
+    return hashes, sigs
+
+
+def near_duplicates(pool: pl.DataFrame, sigs: dict[str, np.ndarray], thr: float) -> dict[str, str]:
+    """{key: representative's doc_id} for candidates (`pool`, in rank order, keyed by `_key` = shard and row)
+    whose estimated Jaccard similarity with a better-ranked candidate is at least `thr`. The LSH index holds
+    the representatives' signatures: memory grows by about 1.5 KB per candidate."""
+    from datasketch.lsh import _optimal_param
+
     # LSH: b bands of r rows, chosen as datasketch chooses them for this threshold (0.8 -> 9 bands of 13)
     bands, rows = _optimal_param(thr, MINHASH_PERMS, 0.5, 0.5)
     buckets: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
@@ -460,6 +470,8 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             _key=pl.format("{}\u0000{}", "source", "row"),
         )
         pool = pool.sort(["_rank", "source", "row"], descending=[True, False, False])
+        hashes, sigs = candidate_fingerprints(pool, info, cfg, minhash=sc.near_dup_threshold < 1)
+        pool = pool.with_columns(text_hash=pl.col("_key").replace_strict(hashes, return_dtype=pl.String))
         rep = pool.group_by("text_hash", maintain_order=True).agg(
             pl.col("_key").first().alias("_rep_key"), pl.col("doc_id").first().alias("_rep")
         )
@@ -469,7 +481,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         reject_each(dups, pl.format("duplicate_of:{} (exact, normalized text)", "_rep"))
         pool = pool.filter(pl.col("_rep_key") == pl.col("_key")).drop("_rep_key", "_rep")
         if sc.near_dup_threshold < 1 and pool.height > 1:
-            near = near_duplicates(pool, info, cfg)  # {key: representative's doc_id}
+            near = near_duplicates(pool, sigs, sc.near_dup_threshold)  # {key: representative's doc_id}
             if near:
                 nd = pool.filter(pl.col("_key").is_in(list(near))).with_columns(
                     _rep=pl.col("_key").replace_strict(near, return_dtype=pl.String)
@@ -482,7 +494,12 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                     ),
                 )
                 pool = pool.filter(~pl.col("_key").is_in(list(near)))
-        cand = pl.concat([pool.drop("_rank", "_key"), rest], how="vertical_relaxed").sort("source", "row")
+        cand = pl.concat(
+            [pool.drop("_rank", "_key"), rest.with_columns(text_hash=pl.lit(None, dtype=pl.String))],
+            how="vertical_relaxed",
+        ).sort("source", "row")
+    else:
+        cand = cand.with_columns(text_hash=pl.lit(None, dtype=pl.String))
 
     # each document joins the stream of the upsampled theme it scores highest on among those it qualifies for
     if up:
@@ -695,7 +712,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
 
     doc_cols = [
         "doc_id", "source", "row", "url", "theme", *score_cols, "n_chars", "n_tokens", "repeats", "weight", "reason",
-        *PROV_COLUMNS,
+        *PROV_COLUMNS, "text_hash",
     ]  # fmt: skip
     doc_schema = {
         "doc_id": pl.String, "source": pl.String, "row": pl.Int64, "url": pl.String, "theme": pl.String,

@@ -49,8 +49,7 @@ def make_scores(
                 "warc_record_id": [None] * len(mine),
                 "offset": [None] * len(mine),
                 "payload_digest": [None] * len(mine),
-                "content_sha1": [r.get("text_hash", r["doc_id"]) for r in mine],
-                "text_hash": [r.get("text_hash", r["doc_id"]) for r in mine],
+                "content_sha1": [r["doc_id"] for r in mine],
                 "lang": ["en"] * len(mine),
                 "generated_pattern": [r.get("generated_pattern") for r in mine],
                 **{f"score_{t}": [float(r.get(f"score_{t}", 0.0)) for r in mine] for t in THEMES},
@@ -99,9 +98,9 @@ def background(n: int, tokens: int = 100) -> list[dict]:
 
 
 def sel_cfg(cfg: Config, **select_changes: object) -> Config:
-    """No targets unless a test sets them; near-duplicate detection off (it reads texts back from shards,
-    which these hand-written scores do not have; test_near_duplicates writes real ones)."""
-    cfg = cfg.replace("select", near_dup_threshold=1.0)
+    """No targets unless a test sets them; deduplication off (it reads texts back from the shards, which most
+    of these hand-written scores do not have; the dedup tests write real ones)."""
+    cfg = cfg.replace("select", dedup=False, near_dup_threshold=1.0)
     c = cfg.replace_theme("honesty", target_share=0.0, target_tokens=0)
     c = c.replace_theme("cooperation", target_share=0.0, target_tokens=0)
     c = c.replace_theme("cooperative_ai", target_share=0.0, target_tokens=0)
@@ -365,12 +364,12 @@ def test_auto_thresholds_come_from_the_classifier_not_the_scoring_config(tmp_pat
 
 def test_exact_duplicates_collapse_to_the_best_scoring(tmp_path, cfg):
     rows = [
-        {"doc_id": "a", "n_tokens": 100, "score_honesty": 0.7, "text_hash": "same"},
-        {"doc_id": "b", "n_tokens": 100, "score_honesty": 0.9, "text_hash": "same"},
-        {"doc_id": "c", "n_tokens": 100, "score_cooperation": 0.8, "text_hash": "same"},
-        {"doc_id": "d", "n_tokens": 100, "score_honesty": 0.6},
+        {"doc_id": "a", "text": "Tell the truth, even when it costs you.", "score_honesty": 0.7},
+        {"doc_id": "b", "text": "TELL the truth -- even when it costs you!", "score_honesty": 0.9},
+        {"doc_id": "c", "text": "tell the truth even when it costs you", "score_cooperation": 0.8},
+        {"doc_id": "d", "text": "Keep your promises to your neighbours.", "score_honesty": 0.6},
     ]
-    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    m = run_select(tmp_path, sel_cfg(cfg, dedup=True), rows)
     d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
     assert sorted(d["doc_id"]) == ["b", "d"]
     rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
@@ -406,7 +405,7 @@ def test_near_duplicates_are_found_with_minhash(tmp_path, cfg):
         {"doc_id": "other", "text": "A different story about a choir that shares its rehearsal room. " * 8,
          "score_cooperation": 0.85},
     ]  # fmt: skip
-    c = sel_cfg(cfg).replace("select", near_dup_threshold=0.8)
+    c = sel_cfg(cfg).replace("select", dedup=True, near_dup_threshold=0.8)
     m = run_select(tmp_path, c, rows, name="near")
     d = pl.read_parquet(tmp_path / "near" / "manifest" / "documents.parquet")
     assert sorted(d["doc_id"]) == ["orig", "other"]
@@ -466,10 +465,10 @@ def test_organic_figures_and_options(tmp_path, cfg):
 def test_dedup_tells_documents_apart_by_place_not_id(tmp_path, cfg):
     # the same id in two shards (overlapping dumps), same text: one is a duplicate of the other
     rows = [
-        {"doc_id": "x", "n_tokens": 100, "score_honesty": 0.9, "text_hash": "h"},
-        {"doc_id": "x", "n_tokens": 100, "score_honesty": 0.8, "text_hash": "h"},
+        {"doc_id": "x", "text": PARAGRAPH, "score_honesty": 0.9},
+        {"doc_id": "x", "text": PARAGRAPH, "score_honesty": 0.8},
     ]
-    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    m = run_select(tmp_path, sel_cfg(cfg, dedup=True), rows)
     d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
     assert d.height == 1 and d["score_honesty"][0] == pytest.approx(0.9)
     assert m["selection"]["duplicates_removed"]["exact"] == 1
@@ -477,10 +476,10 @@ def test_dedup_tells_documents_apart_by_place_not_id(tmp_path, cfg):
 
 def test_documents_only_on_a_stance_theme_are_not_deduplicated(tmp_path, cfg):
     rows = [
-        {"doc_id": "a", "n_tokens": 100, "score_ai_risk": 0.9, "text_hash": "h"},
-        {"doc_id": "b", "n_tokens": 100, "score_ai_risk": 0.8, "text_hash": "h"},
-        {"doc_id": "c", "n_tokens": 100, "score_honesty": 0.9},
+        {"doc_id": "a", "text": PARAGRAPH, "score_ai_risk": 0.9},
+        {"doc_id": "b", "text": PARAGRAPH, "score_ai_risk": 0.8},
+        {"doc_id": "c", "text": "Something else entirely, about promises.", "score_honesty": 0.9},
     ]
-    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    m = run_select(tmp_path, sel_cfg(cfg, dedup=True), rows)
     assert m["selection"]["duplicates_removed"] == {"exact": 0, "near": 0}
     assert pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet").height == 0
