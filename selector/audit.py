@@ -440,7 +440,8 @@ def audit(
         "created_at": manifest.get("created_at", ""),
         "manifest": str(mdir),
         "seed": seed,
-        "reviewer_hint": "Label each document for its stream's theme, as THEMES.md defines it.",
+        "reviewer_hint": "Label each document for its stream's theme, as the README's Themes section defines it: "
+        "substantially about the theme, not a passing mention.",
         "themes": themes,
         "upsampled": [s["theme"] for s in manifest["streams"]],
         "stance": stance,

@@ -488,7 +488,7 @@ score_options = [
         type=click.Choice(["local", "ray"]),
         default="local",
         show_default=True,
-        help="Score on this machine, or on a Ray cluster (pip install 'selector[ray]').",
+        help="Score on this machine, or on a Ray cluster (the `ray` extra: pip install -e '.[ray]').",
     ),
     click.option(
         "--workers",
@@ -550,7 +550,7 @@ def score(
     cfg: Any,
     progress: Callable[[str], None],
 ) -> None:
-    """Score INPUTS (JSONL, JSONL.gz/.zst, Parquet; files, directories, globs) into OUT/scores/. An
+    """Score INPUTS (JSONL, JSONL.gz/.zst, Parquet, WARC, WET; files, directories, globs, URIs) into OUT/scores/. An
     interrupted or partly failed run is finished by running the same command again.
 
     \b

@@ -41,7 +41,9 @@ from .score import ShardScorer, Task, part_name, score_shard
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
-RAY_INSTALL = "pip install 'selector[ray]'"
+RAY_INSTALL = (
+    "pip install -e '.[ray]' in a checkout (scripts/install.sh does), pip install 'selector[ray]' otherwise"
+)
 TEST_HOOKS = ("SELECTOR_TEST_BATCH_SLEEP", "SELECTOR_TEST_FAIL")
 WORKER_DIED = "the worker process died (killed, or out of memory) while this shard was in flight"
 # errors of the setup (a model that cannot be loaded), not of a shard: they stop the run at once
@@ -78,7 +80,7 @@ def import_ray() -> Any:
         import ray
     except ImportError as e:
         raise SelectorError(
-            f"--executor ray needs Ray, which is not installed ({e}). Install it with: {RAY_INSTALL} "
+            f"--executor ray needs Ray, which is not installed ({e}). Install it with {RAY_INSTALL} "
             "(or pip install 'ray>=2.9'), or use --executor local."
         ) from e
     return ray

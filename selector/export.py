@@ -203,7 +203,11 @@ def _header(fmt: str, manifest: dict[str, Any], entries: list[Entry], seq_len: i
         f"# run: total_tokens={int(manifest['total_tokens'])} seq_len={seq_len} "
         f"(about {_samples(int(manifest['total_tokens']), seq_len):,} sequences)",
         "# Each stream is drawn once: <data_root>/<theme> holds its documents already repeated per the manifest"
-        + (" (written by `selector materialize`, or by this `dolma mix`)." if fmt == "dolma" else "."),
+        + (
+            " (written by `selector materialize`, or by this `dolma mix`)."
+            if fmt == "dolma"
+            else " (RUN/materialized/<theme>, tokenized)."
+        ),
     ]
     lines += [f"# {e.name}: {e.note}" for e in entries]
     names = {e.name for e in entries}

@@ -41,7 +41,7 @@ from .errors import ManifestError
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir
-from .score import SCORES
+from .score import PROVENANCE_COLUMNS, SCORES
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,11 @@ def whole_copies(e: np.ndarray, u0: float, order: np.ndarray) -> np.ndarray:
     extra = np.zeros(len(e))
     extra[order] = extra_sorted
     return (base + extra).astype(np.int64)
+
+
+def _num(x: float) -> str:
+    """21 -> "21", 17.96 -> "18.0", 14521186.3 -> "14,521,186.3": no scientific notation in messages."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
 
 def _auto_total(base_tokens: int, up: list[Any], unique: dict[str, int], cap: int) -> int:
@@ -377,7 +382,11 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             f"{info.dir} was scored by an older selector without provenance columns "
             f"({', '.join(sorted(set(PROV_COLUMNS) - have))}). Rescore with `selector score ... --force`."
         )
-    lf = pl.scan_parquet(info.parts).select(*ID_COLUMNS, *PROV_COLUMNS, *score_cols)
+    lf = (
+        pl.scan_parquet(info.parts)
+        .select(*ID_COLUMNS, *PROV_COLUMNS, *score_cols)
+        .cast({c: PROVENANCE_COLUMNS[c] for c in PROV_COLUMNS} | {"url": pl.String})  # type: ignore[arg-type]
+    )
     totals = lf.select(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens")).collect().row(0)
     n_docs, base_tokens = int(totals[0]), int(totals[1] or 0)
     thr = _thresholds(cfg, info, lf, n_docs)
@@ -622,11 +631,20 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             pl.Series("repeats", reps, dtype=pl.Int64), pl.Series("_expected", e, dtype=pl.Float64)
         )
         if int(reps.max(initial=0)) + base_add > sc.hard_max_epochs and not force:
+            seen = int(reps.max()) + base_add
+            if base_add > sc.hard_max_epochs - 1:
+                fix = (
+                    f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored "
+                    f"corpus of {base_tokens:,} tokens. Give the training run's real size, or score the whole "
+                    "corpus it draws from, or use --no-base-mix if the base is another corpus"
+                )
+            else:
+                fix = "Lower max_repeats or the target"
             raise ManifestError(
-                f"stream {t.name}: documents would be seen {int(reps.max()) + base_add:g} times, past "
-                f"select.hard_max_epochs = {sc.hard_max_epochs} (returns from repetition vanish around 16 epochs). "
-                "Lower max_repeats or the target, or allow it: --force (selector select), --force-epochs "
-                "(selector run)."
+                f"stream {t.name}: documents would be seen {_num(seen)} times ({int(reps.max())} repeats + "
+                f"{_num(base_add)} base pass(es)), past select.hard_max_epochs = {sc.hard_max_epochs} (returns from "
+                f"repetition vanish around 16 epochs). {fix}; or allow it: --force (selector select), "
+                "--force-epochs (selector run)."
             )
         chosen = s.filter(pl.col("repeats") > 0)
         not_drawn = s.filter(pl.col("repeats") == 0)
@@ -692,7 +710,14 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 f"target tokens ({100 * row['shortfall_share']:.1f}% short). Lower the target or find more documents."
             )
         if not s.height:
-            warnings.append(f"stream {t.name}: no document reaches the threshold {thr[t.name]:.3f}")
+            if n_candidates[t.name]:
+                warnings.append(
+                    f"stream {t.name}: all {n_candidates[t.name]} document(s) at or above the threshold "
+                    f"{thr[t.name]:.3f} were left out (exclusions, provenance or generated-text rules, duplicates, "
+                    "other streams, the domain cap): see rejected.parquet"
+                )
+            else:
+                warnings.append(f"stream {t.name}: no document reaches the threshold {thr[t.name]:.3f}")
 
     achieved_all = sum(int(r["achieved_tokens"]) for r in stream_rows)
     if sc.total_tokens == "auto":
@@ -875,8 +900,7 @@ def _reason_counts(rej: pl.DataFrame) -> dict[str, int]:
 def summary_lines(manifest: dict[str, Any]) -> list[str]:
     """A short human summary of a manifest, one line per stream (with the tokens of stance themes in it)."""
     streams = manifest["streams"]
-    stance = sorted({k[: -len("_tokens")] for s in streams for k in s if k.endswith("_tokens")} - {
-        "qualifying", "unique", "target", "achieved", "shortfall"})  # fmt: skip
+    stance = [t["name"] for t in manifest["config"]["themes"] if not t.get("upsample", True)]
     cols = [("stream", "theme"), ("candidates", "candidates"), ("selected", "unique_documents"),
             ("unique tok", "unique_tokens"), ("target tok", "target_tokens"), ("achieved", "achieved_tokens"),
             ("epochs", "epochs"), ("shortfall", "shortfall_tokens"),

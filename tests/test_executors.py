@@ -299,7 +299,8 @@ def test_missing_ray_says_what_to_install(shards, clf, monkeypatch, tmp_path):
     assert res.exit_code == 1
     assert res.output.startswith("Error: --executor ray needs Ray, which is not installed (")
     assert res.output.endswith(
-        "Install it with: pip install 'selector[ray]' (or pip install 'ray>=2.9'), or use --executor local.\n"
+        "Install it with pip install -e '.[ray]' in a checkout (scripts/install.sh does), pip install "
+        "'selector[ray]' otherwise (or pip install 'ray>=2.9'), or use --executor local.\n"
     )
     assert not (tmp_path / "o").exists()
 

@@ -184,7 +184,10 @@ def test_cap_binds_and_the_shortfall_is_reported(tmp_path, cfg):
 def test_refuses_past_hard_max_epochs_unless_forced(tmp_path, cfg):
     c = sel_cfg(cfg, max_repeats=20).replace_theme("honesty", target_tokens=10_000)
     rows = docs(5, "honesty") + background(5)
-    with pytest.raises(ManifestError, match=r"seen 21 times, past select.hard_max_epochs = 16.*--force"):
+    with pytest.raises(
+        ManifestError,
+        match=r"seen 21 times \(20 repeats \+ 1 base pass\(es\)\), past select.hard_max_epochs = 16.*--force",
+    ):
         run_select(tmp_path, c, rows)
     assert not (tmp_path / "run" / "manifest").exists()
     m = run_select(tmp_path, c, rows, force=True, name="forced")
@@ -483,3 +486,17 @@ def test_documents_only_on_a_stance_theme_are_not_deduplicated(tmp_path, cfg):
     m = run_select(tmp_path, sel_cfg(cfg, dedup=True), rows)
     assert m["selection"]["duplicates_removed"] == {"exact": 0, "near": 0}
     assert pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet").height == 0
+
+
+def test_the_refusal_names_base_passes_when_the_total_is_too_large(tmp_path, cfg):
+    c = sel_cfg(cfg, total_tokens=1_000_000_000).replace_theme("honesty", target_tokens=400)
+    with pytest.raises(
+        ManifestError, match=r"the base mix alone is read [\d,.]+ times: --total-tokens 1,000,000,000"
+    ):
+        run_select(tmp_path, c, docs(2, "honesty") + background(8))
+
+
+def test_a_stream_emptied_by_the_rules_says_so(tmp_path, cfg):
+    rows = docs(3, "honesty", crawl_date=None)
+    m = run_select(tmp_path, sel_cfg(cfg, require_provenance=True), rows)
+    assert any("all 3 document(s) at or above the threshold" in w for w in m["selection"]["warnings"])
