@@ -12,16 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from selector.audit_page import CHROMIUM
+from selector.audit_page import CHROMIUM_ARGS as LAUNCH_ARGS
 
 
 def screenshot(

@@ -14,7 +14,6 @@ over source domains (the first document of every domain before the second of any
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from .errors import ManifestError, SelectorError
-from .labels import IGNORED_LABELS, NEGATIVE_LABELS, POSITIVE_LABELS
+from .labels import read_label_csv
 from .manifest import load_manifest
 from .materialize import check_inputs, matched_rows, read_config
 from .urls import domain_of
@@ -488,30 +487,15 @@ def organic_note(manifest: dict[str, Any]) -> str:
 
 
 def read_review_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:
-    """labels.csv (doc_id,theme,label[,reviewer,time]) -> doc_id, theme, on (bool); unsure rows dropped.
-    Where a document was labelled twice for a theme, the last row wins."""
-    p = Path(path)
-    if not p.exists():
-        raise SelectorError(f"labels file {p} not found. Export it from the review page (key e).")
-    rows: dict[tuple[str, str], bool] = {}
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"doc_id", "theme", "label"} <= set(reader.fieldnames):
-            raise SelectorError(
-                f"{p}: expected a CSV header with doc_id,theme,label; found {reader.fieldnames}."
-            )
-        for n, r in enumerate(reader, start=2):
-            lab = (r.get("label") or "").strip().lower()
-            theme = (r.get("theme") or "").strip()
-            if theme not in themes:
-                raise SelectorError(f"{p}:{n}: theme {theme!r} is not one of {', '.join(themes)}.")
-            if lab in IGNORED_LABELS:
-                continue
-            if lab not in POSITIVE_LABELS | NEGATIVE_LABELS:
-                raise SelectorError(f"{p}:{n}: label {r['label']!r} is not one of on_theme/off_theme/unsure.")
-            rows[((r.get("doc_id") or "").strip(), theme)] = lab in POSITIVE_LABELS
+    """labels.csv (doc_id,theme,label[,reviewer,time], as the page exports it) -> doc_id, theme, on (bool),
+    parsed by the same reader as `selector train --labels` (unsure rows dropped, the last label wins)."""
+    rows = read_label_csv(path, themes)
     return pl.DataFrame(
-        {"doc_id": [k[0] for k in rows], "theme": [k[1] for k in rows], "on": list(rows.values())},
+        {
+            "doc_id": [k[0] for k in rows],
+            "theme": [k[1] for k in rows],
+            "on": [bool(v) for v in rows.values()],
+        },
         schema={"doc_id": pl.String, "theme": pl.String, "on": pl.Boolean},
     )
 

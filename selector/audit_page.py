@@ -1464,3 +1464,17 @@ _SCRIPT = r"""
   if (!storageOk) showStorageWarning();
 })();
 """.replace("__FOLD__", str(FOLD_CHARS)).replace("__PREFIX__", STORAGE_PREFIX)
+
+
+# Debian's Chromium, headless, as the browser tests and scripts/audit_screenshot.py drive it: the background
+# networking flags keep it from calling out on a closed network
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -447,8 +447,12 @@ def _execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
         given = [name for name, v in ray_only.items() if v is not None]
         ray = None
         if executor == "ray":
-            from .executors import RayOptions
+            from .executors import RayOptions, import_ray
 
+            try:
+                import_ray()  # before any work (`run` would otherwise train first, then fail)
+            except SelectorError as e:
+                raise click.ClickException(str(e)) from e
             ray = RayOptions(
                 address=ray_address,
                 cpus_per_worker=1.0 if cpus_per_worker is None else cpus_per_worker,

@@ -9,7 +9,8 @@ marker), so a worker or driver killed at any moment leaves no part that a rerun 
 
 Test hooks (environment variables read by the workers; tests/test_executors.py uses them to make runs slow
 or to make one shard fail, never set them otherwise): `SELECTOR_TEST_BATCH_SLEEP=SECONDS` sleeps after each
-scored batch; `SELECTOR_TEST_FAIL=TEXT` raises after the first batch of every shard whose path contains TEXT.
+scored batch; `SELECTOR_TEST_FAIL=TEXT` raises after the first batch of every shard whose path contains TEXT;
+`SELECTOR_TEST_KILL=TEXT` kills its own process (SIGKILL, like the out-of-memory killer) there instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import sys
 import threading
 import time
@@ -44,7 +46,7 @@ EXECUTORS = ("local", "ray")
 RAY_INSTALL = (
     "pip install -e '.[ray]' in a checkout (scripts/install.sh does), pip install 'selector[ray]' otherwise"
 )
-TEST_HOOKS = ("SELECTOR_TEST_BATCH_SLEEP", "SELECTOR_TEST_FAIL")
+TEST_HOOKS = ("SELECTOR_TEST_BATCH_SLEEP", "SELECTOR_TEST_FAIL", "SELECTOR_TEST_KILL")
 WORKER_DIED = "the worker process died (killed, or out of memory) while this shard was in flight"
 # errors of the setup (a model that cannot be loaded), not of a shard: they stop the run at once
 FATAL = (ConfigError, ClassifierError)
@@ -208,6 +210,7 @@ def batch_callback(task: Task, report: Callable[[int, int], None]) -> Callable[[
     (see the module docstring)."""
     sleep = float(os.environ.get("SELECTOR_TEST_BATCH_SLEEP") or 0)
     fail = os.environ.get("SELECTOR_TEST_FAIL") or None
+    kill = os.environ.get("SELECTOR_TEST_KILL") or None
     done = 0
 
     def on_batch(n: int) -> None:
@@ -216,6 +219,8 @@ def batch_callback(task: Task, report: Callable[[int, int], None]) -> Callable[[
         report(task.index, done)
         if fail is not None and fail in task.shard.source:
             raise RuntimeError(f"test hook SELECTOR_TEST_FAIL={fail!r} failed {task.shard.source}")
+        if kill is not None and kill in task.shard.source:
+            os.kill(os.getpid(), signal.SIGKILL)
         if sleep:
             time.sleep(sleep)
 
@@ -278,15 +283,21 @@ def run_local(
             initargs=(cfg, classifier_dir, threads, progress_q, os.getpid()),
         )
         inflight: dict[Future[dict[str, Any]], Task] = {}
+        running_on: dict[int, int] = {}  # worker pid -> the shard it is scoring
         clean = False
         try:
-            broken = _pool_round(pool, pending, inflight, tracker, progress_q, workers)
+            broken = _pool_round(pool, pending, inflight, tracker, progress_q, workers, running_on)
             if broken:
-                # every shard in flight went down with the pool; those that finished first are kept
+                # every shard in flight went down with the pool; those that finished first are kept. Only the
+                # shard of the worker that died is charged an attempt (the pool stops the others with SIGTERM);
+                # where that cannot be told, all of them are
                 wait(inflight)
+                culprits = _dead_workers_shards(pool, running_on)
                 for fut, task in inflight.items():
                     if fut.exception() is None:
                         tracker.finished(fut.result())
+                    elif culprits is not None and task.index not in culprits:
+                        pending.appendleft(task)
                     elif tracker.retry(task, WORKER_DIED):
                         pending.appendleft(task)
             clean = True
@@ -303,6 +314,7 @@ def _pool_round(
     tracker: Tracker,
     progress_q: Any,
     workers: int,
+    running_on: dict[int, int],
 ) -> bool:
     """Keep `workers` shards in flight until none is left (False) or the pool breaks (True; `inflight` then
     holds the shards that were in it)."""
@@ -310,10 +322,13 @@ def _pool_round(
     def drain() -> None:
         while True:
             try:
-                index, n = progress_q.get_nowait()
+                msg = progress_q.get_nowait()
             except (queue_mod.Empty, OSError, EOFError, ValueError):
                 return
-            tracker.docs(index, n)
+            if len(msg) == 3:  # (index, -1, pid): a worker started a shard
+                running_on[msg[2]] = msg[0]
+            else:
+                tracker.docs(msg[0], msg[1])
 
     while pending or inflight:
         while pending and len(inflight) < workers:
@@ -330,6 +345,7 @@ def _pool_round(
         for fut in done:
             exc = fut.exception()
             if isinstance(exc, BrokenProcessPool):
+                drain()
                 return True
             task = inflight.pop(fut)
             if exc is None:
@@ -340,6 +356,31 @@ def _pool_round(
                 pending.append(task)
         tracker.tick(drain)
     return False
+
+
+def _largest_node_memory(ray: Any) -> float | None:
+    """The most memory (bytes) Ray can hand out on one alive node, or None if it cannot be told."""
+    try:
+        mems = [float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # noqa: BLE001 - an older or remote Ray without node details: skip the check
+        return None
+    return max(mems) if mems else None
+
+
+def _dead_workers_shards(pool: ProcessPoolExecutor, running_on: dict[int, int]) -> set[int] | None:
+    """The shards of the pool workers that died on their own (killed, crashed), not stopped by the pool
+    after the first death (SIGTERM); None when the pool's processes cannot be inspected."""
+    import signal
+
+    procs = getattr(pool, "_processes", None)
+    if not procs:
+        return None
+    dead = {
+        pid for pid, p in procs.items() if p.exitcode is not None and p.exitcode not in (0, -signal.SIGTERM)
+    }
+    if not dead:
+        return None
+    return {running_on[pid] for pid in dead if pid in running_on} or None
 
 
 _WORKER: ShardScorer | None = None
@@ -382,6 +423,10 @@ def _exit_with_parent(parent: int) -> None:
 def _run_task(task: Task) -> dict[str, Any]:
     assert _WORKER is not None
     last = 0.0
+    try:  # which process runs which shard: if this one dies, only its shard is charged
+        _PROGRESS.put((task.index, -1, os.getpid()))
+    except (OSError, ValueError):
+        pass
 
     def report(index: int, n: int) -> None:
         nonlocal last
@@ -576,6 +621,15 @@ def _run_ray(
         common: dict[str, Any] = {"num_cpus": cpw}
         if opts.memory_per_worker:
             common["memory"] = opts.memory_per_worker
+            largest = _largest_node_memory(ray)
+            if largest is not None and opts.memory_per_worker > largest:
+                msg = (
+                    f"--memory-per-worker {opts.memory_per_worker / 2**30:.1f} GiB is more than any node of the Ray "
+                    f"cluster offers ({largest / 2**30:.1f} GiB): no worker could ever start"
+                )
+                if started and not opts.address:
+                    raise SelectorError(msg + ". Lower --memory-per-worker.")
+                tracker.progress(f"warning: {msg} until a larger node joins.")
         threads = max(1, int(cpw))
         env = _test_env()
         if opts.embed_workers:

@@ -33,9 +33,11 @@ import numpy as np
 import polars as pl
 
 from . import __version__
+from .classifier import file_sha256
 from .config import ReadConfig
 from .errors import ManifestError, SelectorError
 from .manifest import load_manifest
+from .paths import replace_dir
 from .read import Shard, read_shard, source_exists, stat_source
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,6 @@ def copy_key(seed: int, uid: str, copy: int) -> int:
     """The 64-bit sort key of one copy of a document: blake2b of the seed, the document's id and the copy."""
     h = hashlib.blake2b(f"{seed}\x1f{uid}\x1f{copy}".encode(), digest_size=8)
     return int.from_bytes(h.digest(), "big")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _short_float(x: float | None) -> float | None:
@@ -211,7 +205,7 @@ class _PartWriter:
                 "rows": self.rows,
                 "bytes": path.stat().st_size,
                 "jsonl_bytes": self.size,
-                "sha256": _sha256(path),
+                "sha256": file_sha256(path),
             }
         )
         self.rows = 0
@@ -479,11 +473,7 @@ def _stream_summary(s: _Stream) -> dict[str, Any]:
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Rename `tmp` to `out`; an earlier materialization there is moved aside first, then removed."""
     _check_out_dir(out)
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
 
 
 def materialize(
@@ -570,7 +560,7 @@ def materialize(
             "selector_version": __version__,
             "manifest": {
                 "path": str(mdir),
-                "sha256": _sha256(mpath),
+                "sha256": file_sha256(mpath),
                 "config_hash": manifest.get("config_hash"),
             },
             "seed": seed,

@@ -50,3 +50,16 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
     return tmp
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Put the finished directory `tmp` in place of `out`: an old `out` is moved aside, not deleted, until the
+    new one is in place, so a reader never sees a half-written output."""
+    import os
+    import shutil
+
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

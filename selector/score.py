@@ -376,6 +376,12 @@ def score(
         executors.import_ray()  # fails here, before any work, when Ray is not installed
     elif ray is not None and ray != executors.RayOptions():
         raise ConfigError("Ray options (--ray-address, --embed-workers, ...) need --executor ray.")
+    if cfg.embedding.bf16 == "auto":
+        # decided once, here, and sent to every worker: nodes that differ must not mix bf16 and fp32 parts
+        from .embed import cpu_has_bf16
+
+        on = cfg.embedding.device.startswith("cuda") or cpu_has_bf16()
+        cfg = cfg.replace("embedding", bf16="on" if on else "off")
     t0 = time.time()
     shards = discover_shards(inputs)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work

@@ -40,7 +40,7 @@ from .config import Config
 from .errors import ManifestError
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
-from .paths import make_temp_dir
+from .paths import make_temp_dir, replace_dir
 from .score import PROVENANCE_COLUMNS, SCORES
 
 log = logging.getLogger(__name__)
@@ -876,13 +876,7 @@ def select(
         write_parquet(sel.streams, tmp / "streams.parquet")
         write_parquet(sel.rejected, tmp / "rejected.parquet")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -50,7 +50,7 @@ from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .labels import read_label_csv
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
-from .paths import make_temp_dir
+from .paths import make_temp_dir, replace_dir
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .seeds import load_seeds, seed_hashes
 from .text import fasttext_input
@@ -526,13 +526,7 @@ def train(
         if out.exists():
             if not (out / CARD).exists() and any(out.iterdir()):
                 raise SelectorError(f"{out} exists and is not a classifier directory; choose another --out.")
-            # the old classifier is moved aside, not deleted, until the new one is in place
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,19 +12,10 @@ from typing import Any
 
 import pytest
 
-from selector.audit_page import CSV_HEADER, embed_json, fmt_count, nice_ticks, render_page
+from selector.audit_page import CHROMIUM, CSV_HEADER, embed_json, fmt_count, nice_ticks, render_page
+from selector.audit_page import CHROMIUM_ARGS as LAUNCH_ARGS
 from selector.errors import SelectorError
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NASTY = "Ein Satz über Ehrlichkeit — 正直 🙂 </script><b>x</b> <!-- & \u2028 end"
 LONG = " ".join(f"Sentence {i} says that cooperation between neighbours builds trust." for i in range(120))
 
@@ -259,7 +250,7 @@ def test_number_helpers() -> None:
 # in headless Chromium
 
 needs_browser = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+    shutil.which(CHROMIUM) is None, reason=f"needs Chromium at {CHROMIUM} (bash scripts/install_browser.sh)"
 )
 
 
@@ -267,7 +258,7 @@ needs_browser = pytest.mark.skipif(
 def browser() -> Any:
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"needs Chromium at {CHROMIUM} (bash scripts/install_browser.sh)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield b

@@ -309,3 +309,16 @@ def test_ray_options_without_executor_ray_are_refused(shards, clf, tmp_path):
     res = CliRunner().invoke(cli, _score_args(shards, tmp_path, clf) + ["--embed-workers", "1"])
     assert res.exit_code == 2
     assert "Error: --embed-workers only apply with --executor ray." in res.output
+
+
+def test_a_shard_that_kills_its_worker_is_the_only_one_charged(shards, clf, reference, monkeypatch, tmp_path):
+    """Two workers; one shard's worker dies (SIGKILL) each time it runs: the pool breaks, but the healthy
+    shard that was in flight beside it is resubmitted without losing an attempt, and finishes."""
+    monkeypatch.setenv("SELECTOR_TEST_KILL", "s3.jsonl")
+    monkeypatch.setenv("SELECTOR_TEST_BATCH_SLEEP", "0.2")
+    res = CliRunner().invoke(cli, _score_args(shards, tmp_path, clf) + ["--workers", "2", "--retries", "1"])
+    assert res.exit_code == 1
+    out = json.loads(res.stdout)
+    assert [f["part"] for f in out["failed"]] == ["part-00003"]
+    assert out["failed"][0]["error"].startswith("the worker process died")
+    assert out["parts"] == N_SHARDS - 1
