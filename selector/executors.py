@@ -231,6 +231,12 @@ def _test_env() -> dict[str, str]:
     return {k: os.environ[k] for k in TEST_HOOKS if k in os.environ}
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """Thread limits for a worker process, set before it imports polars or faiss (polars reads its limit
+    once, at import): without them each of many workers on a large node would use every core."""
+    return {"POLARS_MAX_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+
+
 def _quiet_worker_logging() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -271,6 +277,20 @@ def run_local(
             tracker.finished(stats)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawned workers inherit the environment at start: their thread limits go in before they import anything
+    # (this process has imported polars already, so its own limits do not change; they are removed after)
+    added = {k: v for k, v in thread_env(threads).items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        _run_pool(tasks, cfg, classifier_dir, workers, threads, tracker)
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _run_pool(
+    tasks: Iterable[Task], cfg: Config, classifier_dir: str, workers: int, threads: int, tracker: Tracker
+) -> None:
     ctx = mp.get_context("spawn")
     pending = deque(tasks)
     while pending:
@@ -632,6 +652,7 @@ def _run_ray(
                 tracker.progress(f"warning: {msg} until a larger node joins.")
         threads = max(1, int(cpw))
         env = _test_env()
+        common["runtime_env"] = {"env_vars": thread_env(threads)}
         if opts.embed_workers:
             emb_cls = ray.remote(RayEmbedWorker).options(
                 **common, num_gpus=embed_gpus, max_restarts=-1, max_task_retries=2
