@@ -14,7 +14,6 @@ over source domains (the first document of every domain before the second of any
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,10 +26,10 @@ import numpy as np
 import polars as pl
 
 from .errors import ManifestError, SelectorError
+from .keys import seeded_key
 from .labels import read_label_csv
 from .manifest import load_manifest
-from .materialize import check_inputs, matched_rows, read_config
-from .urls import domain_of
+from .materialize import read_back, read_config
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,6 @@ def wilson_interval(k: float, n: float, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _key(seed: int, *parts: object) -> int:
-    h = hashlib.blake2b("\x00".join(map(str, (seed, *parts))).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "big")
-
-
 def _round_robin(df: pl.DataFrame, m: int, seed: int, salt: str) -> pl.DataFrame:
     """m rows of df, the first of every domain (in seeded order) before the second of any, with
     `sample_weight` = the domain's documents in df / its documents drawn: the inverse of each document's
@@ -67,7 +61,7 @@ def _round_robin(df: pl.DataFrame, m: int, seed: int, salt: str) -> pl.DataFrame
     dom = pl.col("domain").fill_null(pl.col("source"))
     keyed = df.with_columns(
         _k=pl.Series(
-            [_key(seed, salt, f"{s}\x00{r}") for s, r in df.select("source", "row").iter_rows()],
+            [seeded_key(seed, salt, f"{s}\x00{r}") for s, r in df.select("source", "row").iter_rows()],
             dtype=pl.UInt64,
         ),  # fmt: skip
         _dom=dom,
@@ -124,7 +118,7 @@ def draw_sample(
     """The stratified sample (one row per document and stream) and the strata sizes behind it."""
     streams = [s["theme"] for s in manifest["streams"]]
     thresholds = manifest["thresholds"]
-    docs = documents.with_columns(domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String))
+    docs = documents  # its `domain` column is the one selection used (urls.domain_expr)
     selected_ids = set(docs["doc_id"].to_list())
     rows: list[pl.DataFrame] = []
     strata: dict[str, Any] = {}
@@ -156,7 +150,6 @@ def draw_sample(
         strata[stream]["rejects_pool"] = below.height
         if below.height:
             below = below.with_columns(
-                domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String),
                 theme=pl.lit(stream),
                 repeats=pl.lit(0, dtype=pl.Int64),
                 weight=pl.lit(1.0 if manifest["base"]["in_mix"] else 0.0),
@@ -196,16 +189,12 @@ def draw_sample(
 
 def fetch_texts(manifest: dict[str, Any], mdir: Path, sample: pl.DataFrame) -> dict[tuple[str, int], str]:
     """The text of each sampled document, read from its input shard (checked unchanged since scoring)."""
-    cfg = read_config(manifest, mdir / "manifest.json")
+    where = mdir / "manifest.json"
     needed = sample.select("source", "row", "doc_id", "n_chars").unique(["source", "row"])
-    sources = sorted(needed["source"].unique().to_list())
-    shards = check_inputs(manifest, sources, mdir / "manifest.json")
     out: dict[tuple[str, int], str] = {}
-    for src in sources:
-        want = needed.filter(pl.col("source") == src).drop("source").sort("row")
-        for hit in matched_rows(shards[src], cfg, want):
-            for row, text in hit.select("row", "text").iter_rows():
-                out[(src, int(row))] = text
+    for hit in read_back(manifest["inputs"], read_config(manifest, where), needed, where):
+        for src, row, text in hit.select("source", "row", "text").iter_rows():
+            out[(src, int(row))] = text
     return out
 
 
@@ -340,24 +329,15 @@ def charts(manifest: dict[str, Any], documents: pl.DataFrame, scores: pl.LazyFra
             "tokens": np.cumsum(tok[::-1])[::-1].tolist(),  # unique tokens at or above each threshold
             "current": float(thresholds[t]),
         }
+    # tokens by domain: the manifest's own distribution (select.domain_distribution), top 15 and the rest
     by_domain: dict[str, Any] = {}
-    docs = documents.with_columns(
-        domain=pl.col("url").map_elements(domain_of, return_dtype=pl.String).fill_null("(no url)"),
-        tok=pl.col("n_tokens") * pl.col("repeats"),
-    )
     for s in manifest["streams"]:
-        d = (
-            docs.filter(pl.col("theme") == s["theme"])
-            .group_by("domain")
-            .agg(pl.col("tok").sum())
-            .sort(["tok", "domain"], descending=[True, False])
-        )
-        top = [[r[0], int(r[1])] for r in d.head(15).iter_rows()]
-        rest = int(d["tok"].slice(15).sum()) if d.height > 15 else 0
+        top = [[d["domain"], int(d["tokens"])] for d in manifest["domains"][s["theme"]]["top"][:15]]
+        rest = int(s["achieved_tokens"]) - sum(t for _, t in top)
         by_domain[s["theme"]] = top + ([["other", rest]] if rest else [])
     repetition = []
     for s in manifest["streams"]:
-        counts_r = docs.filter(pl.col("theme") == s["theme"])["repeats"].value_counts().sort("repeats")
+        counts_r = documents.filter(pl.col("theme") == s["theme"])["repeats"].value_counts().sort("repeats")
         repetition.append(
             {
                 "stream": s["theme"],
@@ -395,7 +375,7 @@ def audit(
     parts = _scores_parts(manifest, mdir)
     score_cols = [f"{p}_{t}" for p in ("score", "ft", "emb") for t in themes]
     scores = pl.scan_parquet(parts).select(
-        "doc_id", "source", "row", "url", "n_chars", "n_tokens", *score_cols
+        "doc_id", "source", "row", "url", "domain", "n_chars", "n_tokens", *score_cols
     )
     sample, strata = draw_sample(documents, scores, manifest, sample_size, near_fraction, seed)
     progress(

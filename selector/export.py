@@ -55,12 +55,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import yaml
 
 from .errors import ExportError
 from .manifest import MANIFEST_FORMAT, load_manifest
+from .materialize import short_float
+from .paths import atomic_write
 
 OLMO_REPETITION_SLACK = (
     1.5  # max_repetition_ratio: room for a tokenizer that yields up to 1/1.5 of the estimate
@@ -224,16 +225,6 @@ def _samples(total_tokens: int, seq_len: int) -> int:
     return max(1, (2 * total_tokens + seq_len) // (2 * seq_len))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _yaml(obj: Any) -> str:
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 20)
 
@@ -268,8 +259,8 @@ def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
         f"# Pass the blend as --data-args-path {out.name}, or as this line:",
         "# --data-path " + " ".join(pairs),
     ]
-    _atomic_write(megatron_sidecar(out), _text(lines))
-    _atomic_write(out, "".join(p + "\n" for p in pairs).encode())
+    atomic_write(megatron_sidecar(out), _text(lines))
+    atomic_write(out, "".join(p + "\n" for p in pairs).encode())
 
 
 def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
@@ -295,7 +286,7 @@ def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, 
         "from your train config.",
     ]
     body = _yaml({"requested_tokens": total, "source_list": {"sources": sources}})
-    _atomic_write(out, _text(lines, body))
+    atomic_write(out, _text(lines, body))
 
 
 def _write_mosaic(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
@@ -322,7 +313,7 @@ def _write_mosaic(manifest: dict[str, Any], entries: list[Entry], out: Path, seq
         "streams": streams,
     }
     body = _yaml({"train_loader": {"name": "text", "dataset": dataset}})
-    _atomic_write(out, _text(lines, body))
+    atomic_write(out, _text(lines, body))
 
 
 def _write_nanotron(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
@@ -347,7 +338,7 @@ def _write_nanotron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
             "num_loading_workers": 1,
         },
     }
-    _atomic_write(out, _text(lines, _yaml({"data_stages": [stage]})))
+    atomic_write(out, _text(lines, _yaml({"data_stages": [stage]})))
 
 
 def _scores_dir(mdir: Path, manifest: dict[str, Any]) -> Path:
@@ -416,11 +407,6 @@ def _attr_keys(themes: list[str], streams: list[str]) -> tuple[list[str], list[s
     return score_keys, stream_keys, repeats_key
 
 
-def _short_float(x: float | None) -> float | None:
-    """A float32 score as the shortest decimal that reads back as the same float32 (0.912, not 0.9120000004)."""
-    return None if x is None else float(str(np.float32(x)))
-
-
 def _write_attributes(path: Path, part: Path, selected: pl.DataFrame, streams: list[str]) -> int:
     """Write the attribute file of one score part (one line per scored document, in row order); returns how
     many of its documents are selected."""
@@ -443,7 +429,7 @@ def _write_attributes(path: Path, part: Path, selected: pl.DataFrame, streams: l
                 n = int(n_chars)
                 r = int(repeats) if theme is not None else 0
                 attrs: dict[str, Any] = {
-                    k: [[0, n, _short_float(v)]] for k, v in zip(score_keys, scores, strict=True)
+                    k: [[0, n, short_float(v)]] for k, v in zip(score_keys, scores, strict=True)
                 }
                 for s, k in zip(streams, stream_keys, strict=True):
                     attrs[k] = [[0, n, r if s == theme else 0]]
@@ -527,7 +513,7 @@ def _write_dolma(
             "# These shards had documents that were not scored (skipped), which have no attribute line: "
             "drop them from the documents files: " + ", ".join(skipped)
         )
-    _atomic_write(out / DOLMA_MIX, _text(lines, _yaml({"streams": mix, "processes": 1})))
+    atomic_write(out / DOLMA_MIX, _text(lines, _yaml({"streams": mix, "processes": 1})))
 
 
 # --------------------------------------------------------------------------------------------- readers

@@ -74,7 +74,7 @@ def copy_key(seed: int, uid: str, copy: int) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
-def _short_float(x: float | None) -> float | None:
+def short_float(x: float | None) -> float | None:
     """A float32 score as the shortest decimal that reads back as the same float32 (0.912, not 0.9120000004)."""
     return None if x is None else float(str(np.float32(x)))
 
@@ -299,6 +299,20 @@ def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]
     return docs
 
 
+def read_back(
+    inputs: list[dict[str, Any]], cfg: ReadConfig, needed: pl.DataFrame, where: Path
+) -> Iterator[pl.DataFrame]:
+    """The documents `needed` (`source, row, doc_id, n_chars` and any other columns) with their `text`, read
+    back shard by shard from the `inputs` they were scored from (each checked unchanged first), batch by
+    batch: what audit, deduplication and (through `matched_rows`) materialize read texts with."""
+    sources = sorted(needed["source"].unique().to_list())
+    shards = check_inputs({"inputs": inputs}, sources, where)
+    for src in sources:
+        want = needed.filter(pl.col("source") == src).drop("source").sort("row")
+        for hit in matched_rows(shards[src], cfg, want):
+            yield hit.with_columns(source=pl.lit(src))
+
+
 def check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> dict[str, Shard]:
     """The shards holding selected documents, after checking each is the file that was scored."""
     by_source = {str(i["source"]): i for i in manifest["inputs"]}
@@ -365,7 +379,7 @@ def _copies(docs: pl.DataFrame, streams: dict[str, _Stream], seed: int, spill: _
             "row": row,
             "url": url,
             **dict(zip(PROVENANCE_OUT, pv, strict=True)),
-            "score": _short_float(score),
+            "score": short_float(score),
             "repeats": repeats,
             "text": text,
         }

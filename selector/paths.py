@@ -63,3 +63,17 @@ def replace_dir(tmp: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write a file under a temporary name beside it, then rename it into place: a reader sees the old file
+    or the whole new one, never a part (a leftover `.NAME.tmp-PID` from a killed writer is swept by its owner)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

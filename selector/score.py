@@ -30,6 +30,7 @@ from .config import Config
 from .embed import make_embedder
 from .errors import ClassifierError, ConfigError, SelectorError
 from .organic import generated_pattern_expr
+from .paths import atomic_write
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from .text import fasttext_input, n_tokens_expr
 from .urls import domain_expr
@@ -223,12 +224,6 @@ def _marker_matches(path: Path, signature: dict[str, Any]) -> bool:
         return False
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _scored_batches(
     scorer: ShardScorer, batches: Iterator[pl.DataFrame], depth: int
 ) -> Generator[pl.DataFrame, None, None]:
@@ -309,8 +304,8 @@ def score_shard(
         "warnings": counts.warnings,
         "signature": task.signature,
     }
-    _atomic_write_text(out / f"{name}.stats.json", json.dumps(stats, indent=2) + "\n")
-    _atomic_write_text(out / f"{name}.done", json.dumps({"signature": task.signature}) + "\n")
+    atomic_write(out / f"{name}.stats.json", json.dumps(stats, indent=2) + "\n")
+    atomic_write(out / f"{name}.done", json.dumps({"signature": task.signature}) + "\n")
     return stats
 
 
@@ -419,7 +414,7 @@ def score(
             continue
         if idx >= len(tasks):
             stale.unlink()
-    _atomic_write_text(
+    atomic_write(
         sdir / "_inputs.json",
         json.dumps(
             {
@@ -454,7 +449,7 @@ def score(
     parts = sorted(done + tracker.results, key=lambda s: s["part"])
     failed = sorted(tracker.failed, key=lambda f: f["part"])
     summary = ScoreSummary(Path(out_dir), parts, len(done), time.time() - t0, failed, executor)
-    _atomic_write_text(sdir / "_summary.json", json.dumps(summary.totals(), indent=2) + "\n")
+    atomic_write(sdir / "_summary.json", json.dumps(summary.totals(), indent=2) + "\n")
     return summary
 
 

@@ -38,6 +38,7 @@ import polars as pl
 from . import __version__
 from .config import Config
 from .errors import ManifestError
+from .keys import seeded_key
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir, replace_dir
@@ -137,11 +138,7 @@ def _thresholds(cfg: Config, info: ScoresInfo, lf: pl.LazyFrame, n_docs: int) ->
 
 def _unit_key(seed: int, theme: str, doc_ids: list[str]) -> np.ndarray:
     """A seeded, order-independent uniform number in [0, 1) per document."""
-    vals = [
-        int.from_bytes(hashlib.blake2b(f"{seed}\x00{theme}\x00{d}".encode(), digest_size=8).digest(), "big")
-        for d in doc_ids
-    ]
-    return np.array(vals, dtype=np.float64) / 2.0**64
+    return np.array([seeded_key(seed, theme, d) for d in doc_ids], dtype=np.float64) / 2.0**64
 
 
 def expected_repeats(
@@ -318,22 +315,17 @@ def candidate_fingerprints(
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """Read the candidates' texts back from their shards, shard by shard (texts are not kept), and return per
     candidate (`_key`): the hash of its normalized text (exact duplicates) and, if asked, its MinHash."""
-    from .materialize import matched_rows
-    from .read import Shard
+    from .materialize import read_back
 
-    shards = {i["source"]: Shard(i["source"], i["label"], i.get("format") or "jsonl") for i in info.inputs}
     hashes: dict[str, str] = {}
     sigs: dict[str, np.ndarray] = {}
-    for src, group in pool.select("source", "row", "doc_id", "n_chars", "_key").group_by(
-        "source", maintain_order=True
-    ):
-        needed = group.drop("source").sort("row")
-        for hit in matched_rows(shards[str(src[0])], cfg.read, needed):
-            norm = hit.select(normalized_text_expr("text")).to_series().to_list()
-            for key, text, nt in zip(hit["_key"].to_list(), hit["text"].to_list(), norm, strict=True):
-                hashes[key] = hashlib.sha1(nt.encode()).hexdigest()[:20]
-                if minhash:
-                    sigs[key] = minhash_signature(text)
+    needed = pool.select("source", "row", "doc_id", "n_chars", "_key")
+    for hit in read_back(info.inputs, cfg.read, needed, info.dir / "_inputs.json"):
+        norm = hit.select(normalized_text_expr("text")).to_series().to_list()
+        for key, text, nt in zip(hit["_key"].to_list(), hit["text"].to_list(), norm, strict=True):
+            hashes[key] = hashlib.sha1(nt.encode()).hexdigest()[:20]
+            if minhash:
+                sigs[key] = minhash_signature(text)
     return hashes, sigs
 
 

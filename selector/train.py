@@ -48,6 +48,7 @@ from .config import Config
 from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
+from .keys import seeded_key
 from .labels import read_label_csv
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
 from .paths import make_temp_dir, replace_dir
@@ -64,13 +65,6 @@ MIN_VALIDATION_POSITIVES = (
     10  # fewer teacher positives in the validation split: thresholds use the whole sample
 )
 MIN_THRESHOLD_POSITIVES = 3  # fewer in the whole sample: the threshold falls back to 0.5, with a warning
-
-
-def _key(seed: int, salt: str, *parts: object) -> int:
-    h = hashlib.blake2b(
-        f"{seed}\x00{salt}\x00".encode() + "\x00".join(map(str, parts)).encode(), digest_size=8
-    )
-    return int.from_bytes(h.digest(), "big")
 
 
 def inputs_fingerprint(shards: Sequence[Shard]) -> str:
@@ -113,7 +107,7 @@ def sample_corpus(
         counts = ShardCounts()
         for batch in read_shard(shard, cfg.read, counts):
             seen += batch.height
-            keys = [_key(seed, "sample", shard.label, r) for r in batch["row"].to_list()]
+            keys = [seeded_key(seed, "sample", shard.label, r) for r in batch["row"].to_list()]
             b = batch.select(
                 pl.col("doc_id"),
                 pl.lit(shard.label).alias("shard"),
@@ -313,7 +307,7 @@ def train(
     # --- fastText -----------------------------------------------------------------------------------
     split = np.array(
         [
-            _key(tc.seed, "split", sh, r) / 2**64 < tc.validation_fraction
+            seeded_key(tc.seed, "split", sh, r) / 2**64 < tc.validation_fraction
             for sh, r in zip(sample["shard"].to_list(), sample["row"].to_list(), strict=True)
         ]
     )

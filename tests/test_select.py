@@ -17,6 +17,11 @@ from selector.select import expected_repeats, select, whole_copies
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 
 
+def _fingerprint(source: str, p: int) -> dict:
+    st = Path(source).stat() if Path(source).exists() else None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns} if st else {"size": 100 + p, "mtime_ns": 7}
+
+
 def make_scores(
     root: Path, rows: list[dict], thresholds: dict[str, float] | None = None, parts: int = 2
 ) -> Path:
@@ -69,7 +74,8 @@ def make_scores(
             "scored": len(mine),
             "skipped": 1,
             "skipped_by_reason": {"empty_text": 1},
-            "signature": {"shard": {"source": source, "size": 100 + p, "mtime_ns": 7}},
+            # the real file's fingerprint where the test wrote one (steps that read texts back check it)
+            "signature": {"shard": {"source": source, **_fingerprint(source, p)}},
         }
         (sdir / f"{part}.stats.json").write_text(json.dumps(stats))
         (sdir / f"{part}.done").write_text("{}")
