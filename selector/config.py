@@ -57,7 +57,7 @@ class EmbeddingConfig:
 class CascadeConfig:
     gate: str | float = "auto"  # "auto": the classifier's calibrated gates; a number: one gate for all
     target_embed_fraction: float = 0.01
-    embedding_weight: float = 0.9
+    embedding_weight: float = 0.95
     knn: int = 10
 
 

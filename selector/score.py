@@ -380,6 +380,15 @@ def score(
     t0 = time.time()
     shards = discover_shards(inputs)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
+    card_w = scorer.clf.card.get("cascade", {}).get("embedding_weight")
+    auto = [t.name for t in cfg.themes if t.threshold == "auto" and t.top_fraction == 0]
+    if card_w is not None and auto and abs(float(card_w) - cfg.cascade.embedding_weight) > 1e-9:
+        progress(
+            f"warning: cascade.embedding_weight is {cfg.cascade.embedding_weight} but the classifier's selection "
+            f"thresholds were calibrated on scores made with {card_w}, so the automatic thresholds of "
+            f"{', '.join(auto)} no longer match these scores. Score with embedding_weight = {card_w}, give "
+            "thresholds (--threshold / --top-fraction at select), or retrain with this config."
+        )
     sdir = Path(out_dir) / SCORES
     base_sig = {"scoring": scoring_hash(cfg), "classifier": scorer.clf.identity}
     # absolute, so workers started elsewhere (Ray) write to the same place
@@ -435,6 +444,7 @@ def score(
                 "gates": scorer.gates,
                 "thresholds": scorer.thresholds,
                 "calibrated_thresholds": scorer.clf.card.get("thresholds"),
+                "calibrated_embedding_weight": card_w,
             },
             indent=2,
         )

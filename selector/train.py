@@ -27,6 +27,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from .classifier import (
     file_sha256,
     load_fasttext,
 )
-from .config import Config
+from .config import Config, TrainConfig
 from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
@@ -53,7 +54,7 @@ from .labels import read_label_csv
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
 from .paths import make_temp_dir, replace_dir
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
-from .seeds import load_seeds, seed_hashes
+from .seeds import Seed, load_seeds, seed_hashes
 from .text import fasttext_input
 
 log = logging.getLogger(__name__)
@@ -179,67 +180,32 @@ def _train_fasttext(path: Path, cfg: Config, loss: str, out_bin: Path, out_ftz: 
         raise SelectorError(f"fastText training on {path} failed: {res.stderr.strip()[-2000:]}")
 
 
-def train(
-    inputs: Sequence[str | Path],
-    cfg: Config,
-    out_dir: str | Path,
-    labels_path: str | Path | None = None,
+@dataclass
+class Teacher:
+    """The teacher's output per theme: the embedding head, the sample's labels for the student (`doc`,
+    with the extra recall positives), the strict labels selection thresholds are fitted to, the seeds'
+    labels, and what the card records."""
+
+    heads: dict[str, tuple[np.ndarray, float]]
+    doc: dict[str, np.ndarray]
+    strict: dict[str, np.ndarray]
+    seed: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+
+def fit_teacher(
+    themes: Sequence[str],
+    seeds: Sequence[Seed],
+    seed_emb: np.ndarray,
+    doc_emb: np.ndarray,
+    ev_docs: dict[str, dict[str, np.ndarray]],
+    human_rows: dict[str, dict[int, int]],
+    tc: TrainConfig,
     progress: Callable[[str], None] = log.info,
-) -> dict[str, Any]:
-    """Train a classifier on `inputs` from the configured seeds; write it to `out_dir`; return its card."""
-    t0 = time.time()
-    themes = cfg.theme_names
-    tc = cfg.train
-    human = read_label_csv(labels_path, themes) if labels_path else {}
-    seeds = load_seeds(cfg)
-
-    shards = discover_shards(inputs)
-    for sh in shards:
-        check_shard(sh, cfg.read)
-    progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
-    sample, read_info = sample_corpus(shards, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
-    n = sample.height
-    progress(
-        f"sampled {n:,} of {read_info['documents_read']:,} documents; embedding them and "
-        f"{len(seeds)} seeds with {cfg.embedding.model}"
-    )
-
-    embedder = make_embedder(cfg.embedding)
-    seed_emb = embedder.encode([s.text for s in seeds])
-    texts = sample["text"].to_list()
-    chunks = []
-    t_emb = time.time()
-    step = 1024
-    for i in range(0, n, step):
-        chunks.append(embedder.encode(texts[i : i + step]))
-        done = min(i + step, n)
-        rate = done / max(time.time() - t_emb, 1e-9)
-        progress(f"embedded {done:,}/{n:,} sample documents ({rate:.0f} docs/s)")
-    doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
-
-    # --- the seed index and the teacher -------------------------------------------------------------
-    pos = {
-        t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "positive"]]
-        for t in themes
-    }
-    neg_rows = {
-        t: [i for i, s in enumerate(seeds) if s.theme == t and s.label == "near_miss"] for t in themes
-    }
-    neg = {
-        t: seed_emb[neg_rows[t]] if neg_rows[t] else np.zeros((0, seed_emb.shape[1]), np.float32)
-        for t in themes
-    }
-    pos_ids = {t: [s.seed_id for s in seeds if s.theme == t and s.label == "positive"] for t in themes}
-    index = SeedIndex(themes=themes, pos=pos, neg=neg, pos_ids=pos_ids, k=cfg.cascade.knn)
-    ev_docs = index.evidence(doc_emb)
-
-    doc_ids = sample["doc_id"].to_list()
-    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
-    for i, d in enumerate(doc_ids):
-        for t in themes:
-            if (d, t) in human:
-                human_rows[t][i] = human[(d, t)]
-
+) -> Teacher:
+    """Step 2 of the module docstring, on the embedded seeds and sample (`ev_docs`: seed evidence of the
+    sample; `human_rows`: theme -> {sample row: 0/1} from human labels)."""
+    n = len(doc_emb)
     xs = seed_emb.astype(np.float64)
     xd = doc_emb.astype(np.float64)
     m_pseudo = min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
@@ -303,6 +269,80 @@ def train(
             f"teacher {t}: {int(lab.sum()):,} of {n:,} sample documents on-theme "
             f"({100 * lab.mean() if n else 0:.2f}%, {len(pseudo)} of them pseudo positives)"
         )
+
+    return Teacher(heads, teacher_doc, teacher_strict, teacher_seed, head_info)
+
+
+def train(
+    inputs: Sequence[str | Path],
+    cfg: Config,
+    out_dir: str | Path,
+    labels_path: str | Path | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """Train a classifier on `inputs` from the configured seeds; write it to `out_dir`; return its card."""
+    t0 = time.time()
+    themes = cfg.theme_names
+    tc = cfg.train
+    human = read_label_csv(labels_path, themes) if labels_path else {}
+    seeds = load_seeds(cfg)
+
+    shards = discover_shards(inputs)
+    for sh in shards:
+        check_shard(sh, cfg.read)
+    progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
+    sample, read_info = sample_corpus(shards, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
+    n = sample.height
+    progress(
+        f"sampled {n:,} of {read_info['documents_read']:,} documents; embedding them and "
+        f"{len(seeds)} seeds with {cfg.embedding.model}"
+    )
+
+    embedder = make_embedder(cfg.embedding)
+    seed_emb = embedder.encode([s.text for s in seeds])
+    texts = sample["text"].to_list()
+    chunks = []
+    t_emb = time.time()
+    step = 1024
+    for i in range(0, n, step):
+        chunks.append(embedder.encode(texts[i : i + step]))
+        done = min(i + step, n)
+        rate = done / max(time.time() - t_emb, 1e-9)
+        progress(f"embedded {done:,}/{n:,} sample documents ({rate:.0f} docs/s)")
+    doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
+
+    # --- the seed index and the teacher -------------------------------------------------------------
+    pos = {
+        t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "positive"]]
+        for t in themes
+    }
+    neg_rows = {
+        t: [i for i, s in enumerate(seeds) if s.theme == t and s.label == "near_miss"] for t in themes
+    }
+    neg = {
+        t: seed_emb[neg_rows[t]] if neg_rows[t] else np.zeros((0, seed_emb.shape[1]), np.float32)
+        for t in themes
+    }
+    pos_ids = {t: [s.seed_id for s in seeds if s.theme == t and s.label == "positive"] for t in themes}
+    index = SeedIndex(themes=themes, pos=pos, neg=neg, pos_ids=pos_ids, k=cfg.cascade.knn)
+    ev_docs = index.evidence(doc_emb)
+
+    doc_ids = sample["doc_id"].to_list()
+    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
+    for i, d in enumerate(doc_ids):
+        for t in themes:
+            if (d, t) in human:
+                human_rows[t][i] = human[(d, t)]
+
+    teacher = fit_teacher(themes, seeds, seed_emb, doc_emb, ev_docs, human_rows, tc, progress)
+    heads, teacher_doc, teacher_strict, teacher_seed, head_info = (
+        teacher.heads,
+        teacher.doc,
+        teacher.strict,
+        teacher.seed,
+        teacher.info,
+    )
+    xd = doc_emb.astype(np.float64)
 
     # --- fastText -----------------------------------------------------------------------------------
     split = np.array(
@@ -509,7 +549,11 @@ def train(
             },
             "fasttext": {**cfg.fasttext.__dict__},
             "train": {**cfg.train.__dict__},
-            "cascade": {"knn": cfg.cascade.knn, "target_embed_fraction": cfg.cascade.target_embed_fraction},
+            "cascade": {
+                "knn": cfg.cascade.knn,
+                "target_embed_fraction": cfg.cascade.target_embed_fraction,
+                "embedding_weight": w_emb,  # the weight the thresholds were calibrated with
+            },
             "config_hash": cfg.training_hash(),
             "determinism": "fastText is trained on fasttext.threads threads (default 1, the only setting under "
             "which it is deterministic); sampling, splitting and the head are seeded or exact.",

@@ -113,6 +113,25 @@ def test_changed_config_invalidates_finished_parts(trained, demo_inputs, cfg, tm
     assert other.skipped_parts == 0
 
 
+def test_a_weight_other_than_the_calibrated_one_is_warned_about(trained, demo_inputs, cfg, tmp_path):
+    clf, card = trained
+    assert card["cascade"]["embedding_weight"] == cfg.cascade.embedding_weight
+    said: list[str] = []
+    score([demo_inputs], tmp_path / "same", clf, cfg, progress=said.append)
+    assert not [m for m in said if "embedding_weight" in m]
+    score(
+        [demo_inputs],
+        tmp_path / "other",
+        clf,
+        cfg.replace("cascade", embedding_weight=0.5),
+        progress=said.append,
+    )
+    warned = [m for m in said if "embedding_weight" in m]
+    assert len(warned) == 1 and "calibrated on scores made with" in warned[0], said
+    inputs = json.loads((tmp_path / "other" / "scores" / "_inputs.json").read_text())
+    assert inputs["calibrated_embedding_weight"] == cfg.cascade.embedding_weight
+
+
 def test_two_workers_give_the_same_scores_as_one(trained, demo_inputs, cfg, tmp_path):
     clf, _ = trained
     score([demo_inputs], tmp_path / "one", clf, cfg, progress=lambda m: None)
