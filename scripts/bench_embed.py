@@ -6,8 +6,10 @@ gate lets through: they fill the model's 256 tokens) with the configured model, 
 second and the cosine of each embedding to the float32 one (min and mean) for:
 
 - float32; bf16 autocast (what `selector` uses where the CPU has bf16); bf16 weights;
-- int8 dynamic quantization of the linear layers (torch);
-- float32 and int8 ONNX Runtime, when `onnxruntime` and `onnx` are installed (not a dependency);
+- int8 dynamic quantization of the linear layers (torch, default settings);
+- float32 and int8 ONNX Runtime (dynamic quantization, default settings), when `onnxruntime` and `onnx`
+  are installed (not a dependency); the ONNX routes assume a BERT-style model with mean pooling, as
+  MiniLM is;
 - bf16 autocast at 128 tokens (a different embedding, not an approximation: compare its quality with
   `scripts/quality_ceiling.py --max-tokens 128`).
 
@@ -143,6 +145,8 @@ def main() -> None:
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
                 order = np.argsort([len(t) for t in texts])
                 out = np.zeros_like(ref)
+                warm = tok(texts[:32], padding=True, truncation=True, max_length=256, return_tensors="np")
+                sess.run(None, {k: warm[k].astype(np.int64) for k in names})  # warm-up, as for torch
                 t0 = time.time()
                 for i in range(0, len(texts), 32):
                     idx = order[i : i + 32]

@@ -186,6 +186,32 @@ def resolve_thresholds(cfg: Config, card: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# classifiers trained before cards recorded the weight were calibrated at the default of the time
+LEGACY_EMBEDDING_WEIGHT = 0.9
+
+
+def calibrated_weight(card: dict[str, Any]) -> float | None:
+    """The `cascade.embedding_weight` a classifier's selection thresholds were calibrated with (None: it has no
+    calibrated thresholds)."""
+    if not card.get("thresholds"):
+        return None
+    return float(card.get("cascade", {}).get("embedding_weight", LEGACY_EMBEDDING_WEIGHT))
+
+
+def weight_mismatch(cfg: Config, calibrated: float | None) -> str | None:
+    """Why `cfg`'s automatic thresholds do not fit scores made with `cfg.cascade.embedding_weight`, or None."""
+    auto = [t.name for t in cfg.themes if t.threshold == "auto" and t.top_fraction == 0]
+    w = cfg.cascade.embedding_weight
+    if calibrated is None or not auto or abs(calibrated - w) < 1e-9:
+        return None
+    return (
+        f"cascade.embedding_weight is {w:g} but the classifier's selection thresholds were calibrated on scores "
+        f"made with {calibrated:g}, so the automatic thresholds of {', '.join(auto)} do not match these scores. "
+        f"Score with embedding_weight = {calibrated:g}, select with --threshold or --top-fraction, or retrain "
+        "the classifier with this config."
+    )
+
+
 def scoring_hash(cfg: Config) -> str:
     """Hash of the settings that change a part's rows (not training settings, paths or batch sizes)."""
     r = cfg.read
@@ -380,15 +406,10 @@ def score(
     t0 = time.time()
     shards = discover_shards(inputs)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
-    card_w = scorer.clf.card.get("cascade", {}).get("embedding_weight")
-    auto = [t.name for t in cfg.themes if t.threshold == "auto" and t.top_fraction == 0]
-    if card_w is not None and auto and abs(float(card_w) - cfg.cascade.embedding_weight) > 1e-9:
-        progress(
-            f"warning: cascade.embedding_weight is {cfg.cascade.embedding_weight} but the classifier's selection "
-            f"thresholds were calibrated on scores made with {card_w}, so the automatic thresholds of "
-            f"{', '.join(auto)} no longer match these scores. Score with embedding_weight = {card_w}, give "
-            "thresholds (--threshold / --top-fraction at select), or retrain with this config."
-        )
+    card_w = calibrated_weight(scorer.clf.card)
+    mismatch = weight_mismatch(cfg, card_w)
+    if mismatch:
+        progress(f"warning: {mismatch}")
     sdir = Path(out_dir) / SCORES
     base_sig = {"scoring": scoring_hash(cfg), "classifier": scorer.clf.identity}
     # absolute, so workers started elsewhere (Ray) write to the same place

@@ -42,7 +42,7 @@ from .keys import seeded_key
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir, replace_dir
-from .score import PROVENANCE_COLUMNS, SCORES
+from .score import PROVENANCE_COLUMNS, SCORES, weight_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +417,15 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         ]
         reject(q, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
     early_warnings: list[str] = []
+    scored_with = (info.meta.get("config") or {}).get("cascade", {}).get("embedding_weight")
+    if scored_with is not None and "calibrated_embedding_weight" in info.meta:
+        # the thresholds are applied here: say so in the manifest when they were fitted to other scores
+        mismatch = weight_mismatch(
+            cfg.replace("cascade", embedding_weight=float(scored_with)),
+            info.meta["calibrated_embedding_weight"],
+        )
+        if mismatch:
+            early_warnings.append(mismatch)
     for ex_theme, ex_at in sc.exclude_above.items():
         col = cand[f"score_{ex_theme}"]
         top = float(col.max()) if col.len() else 0.0  # type: ignore[arg-type]
@@ -787,7 +796,7 @@ def _classifier_info(meta: dict[str, Any]) -> dict[str, Any]:
     if path and (Path(path) / "card.json").exists():
         full = json.loads((Path(path) / "card.json").read_text())
         keep = ("selector_version", "themes", "fingerprint", "trained_on", "validation", "gates", "thresholds",
-                "embedding", "created")  # fmt: skip
+                "embedding", "cascade", "created")  # fmt: skip
         card = {k: full[k] for k in keep if k in full}
     return {"path": path, "fingerprint": meta.get("classifier_fingerprint"), "card": card}
 

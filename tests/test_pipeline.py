@@ -130,6 +130,26 @@ def test_a_weight_other_than_the_calibrated_one_is_warned_about(trained, demo_in
     assert len(warned) == 1 and "calibrated on scores made with" in warned[0], said
     inputs = json.loads((tmp_path / "other" / "scores" / "_inputs.json").read_text())
     assert inputs["calibrated_embedding_weight"] == cfg.cascade.embedding_weight
+    # select applies the thresholds: the manifest says they were fitted to other scores ...
+    from selector.select import select
+
+    m = select(tmp_path / "other", tmp_path / "other", cfg, progress=lambda m: None)
+    assert [w for w in m["selection"]["warnings"] if "were calibrated on scores made with" in w]
+    assert m["classifier"]["card"]["cascade"]["embedding_weight"] == cfg.cascade.embedding_weight
+    # ... but not when the themes' thresholds are given
+    given = cfg
+    for t in THEMES:
+        given = given.replace_theme(t, threshold=0.3)
+    m = select(tmp_path / "other", tmp_path / "given", given, progress=lambda m: None)
+    assert not [w for w in m["selection"]["warnings"] if "embedding_weight" in w]
+
+
+def test_a_card_without_the_weight_was_calibrated_at_the_old_default():
+    from selector.score import LEGACY_EMBEDDING_WEIGHT, calibrated_weight
+
+    assert calibrated_weight({"thresholds": {"honesty": 0.2}}) == LEGACY_EMBEDDING_WEIGHT == 0.9
+    assert calibrated_weight({"thresholds": {"honesty": 0.2}, "cascade": {"embedding_weight": 0.7}}) == 0.7
+    assert calibrated_weight({"cascade": {"embedding_weight": 0.7}}) is None  # no thresholds to mismatch
 
 
 def test_two_workers_give_the_same_scores_as_one(trained, demo_inputs, cfg, tmp_path):

@@ -1,5 +1,5 @@
 """The teacher (selector.train.fit_teacher) on hand-built embeddings: where its pseudo positives come from,
-what human labels override, and that it is deterministic."""
+what human labels change, and what the student gets beyond the strict labels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from selector.config import TrainConfig
 from selector.embed import SeedIndex
+from selector.head import predict_logistic
 from selector.seeds import Seed
 from selector.train import fit_teacher
 
@@ -40,13 +41,8 @@ def setup(n_on: int = 10, n_near: int = 10, n_bg: int = 180, seed: int = 0):
 
 
 def run(docs, seeds, seed_emb, human=None, **tc):
-    cfg = dataclasses.replace(
-        TrainConfig(),
-        pseudo_positive_fraction=0.05,
-        min_pseudo_positives=5,
-        student_positive_fraction=0.0,
-        **tc,
-    )
+    tc = {"pseudo_positive_fraction": 0.05, "min_pseudo_positives": 5, "student_positive_fraction": 0.0, **tc}
+    cfg = dataclasses.replace(TrainConfig(), **tc)
     index = SeedIndex(
         themes=["t"],
         pos={"t": seed_emb[:4]},
@@ -70,15 +66,28 @@ def test_pseudo_positives_come_from_the_on_theme_cluster_not_the_near_misses():
     assert t.seed["t"].tolist() == [True] * 4 + [False] * 4
 
 
-def test_human_labels_override_the_teacher():
+def test_human_labels_override_the_teacher_and_move_its_head():
     docs, seeds, seed_emb = setup()
-    t = run(docs, seeds, seed_emb, human={0: 0, 15: 1})
-    assert not t.strict["t"][0] and not t.doc["t"][0]
-    assert t.strict["t"][15] and t.doc["t"][15]
+    x = docs.astype(np.float64)
+    plain = run(docs, seeds, seed_emb)
+    # a reviewer calls the whole near-miss cluster on-theme and half of the on-theme cluster off-theme
+    human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(5)}}
+    labelled = run(docs, seeds, seed_emb, human=human)
+    for i, v in human.items():  # the labels win in both label sets
+        assert labelled.strict["t"][i] == bool(v) and labelled.doc["t"][i] == bool(v)
+    # and the head is fitted to them (not merely left without those documents): the near misses rise by
+    # more than half and end above the on-theme documents labelled off-theme
+    p0, p1 = predict_logistic(x, *plain.heads["t"]), predict_logistic(x, *labelled.heads["t"])
+    assert p1[10:20].mean() > 1.5 * p0[10:20].mean()
+    assert p1[10:20].mean() > p1[:5].mean()
+    # pseudo positives come from the unlabelled documents: the rest of the on-theme cluster first
+    assert labelled.strict["t"][5:10].all()
 
 
-def test_the_teacher_is_deterministic():
+def test_the_student_gets_extra_positives_that_the_strict_labels_leave_out():
     docs, seeds, seed_emb = setup()
-    a, b = run(docs, seeds, seed_emb), run(docs, seeds, seed_emb)
-    np.testing.assert_array_equal(a.heads["t"][0], b.heads["t"][0])
-    assert a.info == b.info
+    strict_only = run(docs, seeds, seed_emb)
+    extra = run(docs, seeds, seed_emb, student_positive_fraction=0.1)
+    np.testing.assert_array_equal(strict_only.strict["t"], extra.strict["t"])
+    assert extra.doc["t"].sum() >= 20 > strict_only.doc["t"].sum()
+    assert (extra.doc["t"] | ~extra.strict["t"]).all()  # every strict positive is a student positive
