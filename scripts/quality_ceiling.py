@@ -50,13 +50,20 @@ import numpy as np
 import polars as pl
 
 from selector.config import Config, load_config
-from selector.embed import Embedder, SeedIndex, make_embedder
+from selector.embed import Embedder, make_embedder
 from selector.evaluate import read_labels
 from selector.head import fit_logistic, predict_logistic
 from selector.metrics import average_precision
 from selector.read import discover_shards, read_shard
 from selector.seeds import Seed, load_seeds
-from selector.train import fit_teacher, sample_corpus
+from selector.train import (
+    NEAR_MISS_WEIGHT,
+    fit_teacher,
+    pseudo_positive_count,
+    sample_corpus,
+    seed_index,
+    seed_ranking,
+)
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 PARTS = ("haystack", "themes", "hardneg")
@@ -130,6 +137,10 @@ class Bench:
         self.seed_emb = make_embedder(cfg.embedding).encode([s.text for s in self.seeds])
         self.x64 = self.emb.astype(np.float64)
 
+    def truth_at(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Per theme, the labels (1 / 0 / -1 unlabelled) of the documents `ids`, in that order."""
+        return {t: self.truth[t][[self.row[d] for d in ids]] for t in THEMES}
+
     def ap(
         self, scores: dict[str, np.ndarray], exclude: dict[str, set[int]] | None = None
     ) -> dict[str, float]:
@@ -144,7 +155,7 @@ class Bench:
     def teacher(
         self,
         tc: Any = None,
-        neg_weight: float = 0.5,
+        neg_weight: float = NEAR_MISS_WEIGHT,
         knn: int | None = None,
         contrast_seeds: bool = False,
         human: dict[str, dict[int, int]] | None = None,
@@ -173,19 +184,10 @@ class Bench:
         rows_arr = np.array(rows)
         pos_in_sample = {int(r): k for k, r in enumerate(rows_arr)}
         hr = {t: {pos_in_sample[r]: v for r, v in (human or {}).get(t, {}).items()} for t in THEMES}
-        pos = {
-            t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "positive"]]
-            for t in THEMES
-        }
-        neg = {
-            t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "near_miss"]]
-            for t in THEMES
-        }
-        index = SeedIndex(THEMES, pos, neg, {t: [] for t in THEMES}, knn or self.cfg.cascade.knn)
         xd = self.emb[rows_arr]
-        ev = index.evidence(xd)
-        for t in THEMES:  # fit_teacher ranks round 0 by pos - 0.5 * neg
-            ev[t]["neg"] = ev[t]["neg"] * (neg_weight / 0.5)
+        ev = seed_index(THEMES, seeds, seed_emb, knn or self.cfg.cascade.knn).evidence(xd)
+        for t in THEMES:  # fit_teacher's round 0 weighs the near misses by NEAR_MISS_WEIGHT
+            ev[t]["neg"] = ev[t]["neg"] * (neg_weight / NEAR_MISS_WEIGHT)
         teacher = fit_teacher(THEMES, seeds, seed_emb, xd, ev, hr, tc, lambda m: None)
         return {t: predict_logistic(self.x64, *teacher.heads[t]) for t in THEMES}
 
@@ -193,26 +195,13 @@ class Bench:
 def exp_teacher(b: Bench) -> dict[str, Any]:
     res: dict[str, Any] = {"default": b.ap(b.teacher())}
     # how many of the round-0 pseudo positives (seed similarity, as fit_teacher ranks them) are labelled on-theme
-    pos = {
-        t: b.seed_emb[[i for i, s in enumerate(b.seeds) if s.theme == t and s.label == "positive"]]
-        for t in THEMES
-    }
-    neg = {
-        t: b.seed_emb[[i for i, s in enumerate(b.seeds) if s.theme == t and s.label == "near_miss"]]
-        for t in THEMES
-    }
-    ev = SeedIndex(THEMES, pos, neg, {t: [] for t in THEMES}, b.cfg.cascade.knn).evidence(
-        b.emb[b.sample_rows]
-    )
-    tc = b.cfg.train
-    m = min(
-        max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * len(b.sample_rows))),
-        len(b.sample_rows) // 4,
-    )
-    res["round-0 pseudo positives labelled on-theme"] = {
-        t: f"{int((b.truth[t][b.sample_rows[np.argsort(-(ev[t]['pos'] - 0.5 * ev[t]['neg']), kind='stable')[:m]]] == 1).sum())}/{m}"
-        for t in THEMES
-    }
+    ev = seed_index(THEMES, b.seeds, b.seed_emb, b.cfg.cascade.knn).evidence(b.emb[b.sample_rows])
+    m = pseudo_positive_count(len(b.sample_rows), b.cfg.train)
+    hits = {}
+    for t in THEMES:
+        top = b.sample_rows[np.argsort(-seed_ranking(ev[t]), kind="stable")[:m]]
+        hits[t] = f"{int((b.truth[t][top] == 1).sum())}/{m}"
+    res["round-0 pseudo positives labelled on-theme"] = hits
     for v in VARIANTS:
         kw = {k: v[k] for k in ("neg_weight", "knn", "contrast_seeds") if k in v}
         train_kw = {k: x for k, x in v.items() if k not in kw}
@@ -305,7 +294,7 @@ def exp_windows(b: Bench, cascade: Path, classifier: Path, corpus: Path, k_max: 
     w = b.cfg.cascade.embedding_weight
     emb_cfg = dataclasses.replace(b.cfg.embedding, max_tokens=int(clf.card["embedding"]["max_tokens"]))
     ids = sc["doc_id"].to_list()
-    known = {t: np.array([b.truth[t][b.row[d]] for d in ids]) for t in THEMES}
+    known = b.truth_at(ids)
     gated = set(sc.filter(pl.col("embedded"))["doc_id"].to_list())
     texts: dict[str, str] = {}
     for sh in discover_shards([str(corpus / p) for p in PARTS]):
@@ -383,7 +372,7 @@ def exp_gates(b: Bench, cascade: Path, embed_all: Path, classifier: Path) -> dic
     emb_all = read_scores(embed_all).select("source", "row", *[f"emb_{t}" for t in THEMES])
     sc = sc.join(emb_all, on=["source", "row"])
     ids = sc["doc_id"].to_list()
-    known = {t: np.array([b.truth[t][b.row[d]] for d in ids]) for t in THEMES}
+    known = b.truth_at(ids)
     ft = {t: sc[f"ft_{t}"].to_numpy() for t in THEMES}
     emb = {t: sc[f"emb_{t}"].to_numpy() for t in THEMES}
     n_pass = {t: int((ft[t] >= gates[t]).sum()) for t in THEMES}
@@ -412,7 +401,7 @@ def exp_weights(b: Bench, cascade: Path, embed_all: Path) -> dict[str, Any]:
     for name, path in (("cascade", cascade), ("every document", embed_all)):
         sc = read_scores(path)
         ids = sc["doc_id"].to_list()
-        known = {t: np.array([b.truth[t][b.row[d]] for d in ids]) for t in THEMES}
+        known = b.truth_at(ids)
         for w in (0.8, 0.9, 0.95, 0.99, 1.0):
             row = {}
             for t in THEMES:

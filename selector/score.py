@@ -198,10 +198,9 @@ def calibrated_weight(card: dict[str, Any]) -> float | None:
     return float(card.get("cascade", {}).get("embedding_weight", LEGACY_EMBEDDING_WEIGHT))
 
 
-def weight_mismatch(cfg: Config, calibrated: float | None) -> str | None:
-    """Why `cfg`'s automatic thresholds do not fit scores made with `cfg.cascade.embedding_weight`, or None."""
+def weight_mismatch(cfg: Config, w: float, calibrated: float | None) -> str | None:
+    """Why `cfg`'s automatic thresholds do not fit scores made with embedding weight `w`, or None."""
     auto = [t.name for t in cfg.themes if t.threshold == "auto" and t.top_fraction == 0]
-    w = cfg.cascade.embedding_weight
     if calibrated is None or not auto or abs(calibrated - w) < 1e-9:
         return None
     return (
@@ -407,7 +406,7 @@ def score(
     shards = discover_shards(inputs)
     scorer = ShardScorer(cfg, classifier_dir)  # loads early so a bad classifier fails before any work
     card_w = calibrated_weight(scorer.clf.card)
-    mismatch = weight_mismatch(cfg, card_w)
+    mismatch = weight_mismatch(cfg, cfg.cascade.embedding_weight, card_w)
     if mismatch:
         progress(f"warning: {mismatch}")
     sdir = Path(out_dir) / SCORES

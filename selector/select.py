@@ -420,10 +420,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
     scored_with = (info.meta.get("config") or {}).get("cascade", {}).get("embedding_weight")
     if scored_with is not None and "calibrated_embedding_weight" in info.meta:
         # the thresholds are applied here: say so in the manifest when they were fitted to other scores
-        mismatch = weight_mismatch(
-            cfg.replace("cascade", embedding_weight=float(scored_with)),
-            info.meta["calibrated_embedding_weight"],
-        )
+        mismatch = weight_mismatch(cfg, float(scored_with), info.meta["calibrated_embedding_weight"])
         if mismatch:
             early_warnings.append(mismatch)
     for ex_theme, ex_at in sc.exclude_above.items():

@@ -180,6 +180,35 @@ def _train_fasttext(path: Path, cfg: Config, loss: str, out_bin: Path, out_ftz: 
         raise SelectorError(f"fastText training on {path} failed: {res.stderr.strip()[-2000:]}")
 
 
+def seed_index(themes: Sequence[str], seeds: Sequence[Seed], seed_emb: np.ndarray, k: int) -> SeedIndex:
+    """The faiss index of each theme's positive and near-miss seeds (rows of `seed_emb`, in `seeds`' order)."""
+
+    def rows(t: str, label: str) -> list[int]:
+        return [i for i, s in enumerate(seeds) if s.theme == t and s.label == label]
+
+    return SeedIndex(
+        themes=list(themes),
+        pos={t: seed_emb[rows(t, "positive")] for t in themes},
+        neg={t: seed_emb[rows(t, "near_miss")] for t in themes},  # (0, dim) for a theme without near misses
+        pos_ids={t: [seeds[i].seed_id for i in rows(t, "positive")] for t in themes},
+        k=k,
+    )
+
+
+# the teacher's first ranking: similarity to a theme's positive seeds minus this much of that to its near misses
+NEAR_MISS_WEIGHT = 0.5
+
+
+def seed_ranking(evidence: dict[str, np.ndarray]) -> np.ndarray:
+    """Round 0 of the teacher: one theme's seed evidence (SeedIndex.evidence) -> a score to rank documents by."""
+    return evidence["pos"] - NEAR_MISS_WEIGHT * evidence["neg"]
+
+
+def pseudo_positive_count(n: int, tc: TrainConfig) -> int:
+    """How many of an `n`-document sample the teacher takes as pseudo positives per theme."""
+    return min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
+
+
 @dataclass
 class Teacher:
     """The teacher's output per theme: the embedding head, the sample's labels for the student (`doc`,
@@ -208,7 +237,7 @@ def fit_teacher(
     n = len(doc_emb)
     xs = seed_emb.astype(np.float64)
     xd = doc_emb.astype(np.float64)
-    m_pseudo = min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
+    m_pseudo = pseudo_positive_count(n, tc)
     heads: dict[str, tuple[np.ndarray, float]] = {}
     teacher_doc: dict[str, np.ndarray] = {}
     teacher_strict: dict[str, np.ndarray] = {}
@@ -223,7 +252,7 @@ def fit_teacher(
         h_neg = [i for i, v in hl.items() if not v]
         free = np.array([i for i in range(n) if i not in hl], dtype=np.int64)
         # round 0 ranks the sample by seed similarity; later rounds by the head itself
-        rank = ev_docs[t]["pos"] - 0.5 * ev_docs[t]["neg"]
+        rank = seed_ranking(ev_docs[t])
         coef, bias = np.zeros(xs.shape[1]), 0.0
         pseudo = free[:0]
         for _round in range(tc.teacher_rounds):
@@ -312,19 +341,7 @@ def train(
     doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
 
     # --- the seed index and the teacher -------------------------------------------------------------
-    pos = {
-        t: seed_emb[[i for i, s in enumerate(seeds) if s.theme == t and s.label == "positive"]]
-        for t in themes
-    }
-    neg_rows = {
-        t: [i for i, s in enumerate(seeds) if s.theme == t and s.label == "near_miss"] for t in themes
-    }
-    neg = {
-        t: seed_emb[neg_rows[t]] if neg_rows[t] else np.zeros((0, seed_emb.shape[1]), np.float32)
-        for t in themes
-    }
-    pos_ids = {t: [s.seed_id for s in seeds if s.theme == t and s.label == "positive"] for t in themes}
-    index = SeedIndex(themes=themes, pos=pos, neg=neg, pos_ids=pos_ids, k=cfg.cascade.knn)
+    index = seed_index(themes, seeds, seed_emb, cfg.cascade.knn)
     ev_docs = index.evidence(doc_emb)
 
     doc_ids = sample["doc_id"].to_list()
@@ -498,8 +515,8 @@ def train(
         for t in themes:
             arrays[f"coef_{t}"] = heads[t][0]
             arrays[f"bias_{t}"] = np.array(heads[t][1])
-            arrays[f"pos_{t}"] = pos[t]
-            arrays[f"neg_{t}"] = neg[t]
+            arrays[f"pos_{t}"] = index.pos[t]
+            arrays[f"neg_{t}"] = index.neg[t]
         np.savez(tmp / HEAD, **arrays)  # type: ignore[arg-type]
         all_files = [*files.values(), HEAD]
         card = {
@@ -522,7 +539,7 @@ def train(
                     "sha256": h,
                     "positive": sum(1 for s in seeds if s.theme == t and s.label == "positive"),
                     "near_miss": sum(1 for s in seeds if s.theme == t and s.label == "near_miss"),
-                    "positive_ids": pos_ids[t],
+                    "positive_ids": index.pos_ids[t],
                 }
                 for t, h in seed_hashes(cfg).items()
             },

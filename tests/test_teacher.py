@@ -8,10 +8,9 @@ import dataclasses
 import numpy as np
 
 from selector.config import TrainConfig
-from selector.embed import SeedIndex
 from selector.head import predict_logistic
 from selector.seeds import Seed
-from selector.train import fit_teacher
+from selector.train import fit_teacher, seed_index
 
 DIM = 8
 
@@ -43,13 +42,7 @@ def setup(n_on: int = 10, n_near: int = 10, n_bg: int = 180, seed: int = 0):
 def run(docs, seeds, seed_emb, human=None, **tc):
     tc = {"pseudo_positive_fraction": 0.05, "min_pseudo_positives": 5, "student_positive_fraction": 0.0, **tc}
     cfg = dataclasses.replace(TrainConfig(), **tc)
-    index = SeedIndex(
-        themes=["t"],
-        pos={"t": seed_emb[:4]},
-        neg={"t": seed_emb[4:]},
-        pos_ids={"t": [s.seed_id for s in seeds[:4]]},
-        k=3,
-    )
+    index = seed_index(["t"], seeds, seed_emb, k=3)
     return fit_teacher(
         ["t"], seeds, seed_emb, docs, index.evidence(docs), {"t": human or {}}, cfg, lambda m: None
     )
