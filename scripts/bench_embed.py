@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import gzip
+import itertools
 import json
 import sys
 import tempfile
@@ -33,16 +33,10 @@ import numpy as np
 
 
 def load_texts(corpus: Path, n: int) -> list[str]:
-    texts: list[str] = []
-    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                t = json.loads(line)["text"]
-                if len(t) > 1500:
-                    texts.append(t[:2048])
-                    if len(texts) >= n:
-                        return texts
-    return texts
+    from bench_read import haystack_docs
+
+    long = (d["text"][:2048] for d in haystack_docs(corpus) if len(d["text"]) > 1500)
+    return list(itertools.islice(long, n))
 
 
 def main() -> None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -25,6 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from selector.config import ReadConfig  # noqa: E402
 from selector.read import ShardCounts, discover_shards, read_shard  # noqa: E402
+
+
+def haystack_docs(corpus: Path) -> Iterator[dict[str, Any]]:
+    """The documents of `corpus`/haystack (`id`, `url`, `text`), file by file in name order."""
+    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                yield {"id": d["id"], "url": d.get("url"), "text": d["text"]}
 
 
 def _wet_record(i: int, url: str, date: str, text: str) -> bytes:
@@ -55,17 +67,7 @@ def build_inputs(corpus: Path, out: Path, repeat: int, n_docs: int) -> dict[str,
             for i, (u, d, t) in enumerate(pages.select("url", "crawl_date", "text").iter_rows())
         )
         (out / "wet" / f"{r:03d}.warc.wet.gz").write_bytes(blob)
-    docs = []
-    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                d = json.loads(line)
-                docs.append({"id": d["id"], "url": d.get("url"), "text": d["text"]})
-                if len(docs) >= n_docs:
-                    break
-        if len(docs) >= n_docs:
-            break
-    df = pl.DataFrame(docs)
+    df = pl.DataFrame(list(itertools.islice(haystack_docs(corpus), n_docs)))
     (out / "jsonl").mkdir(exist_ok=True)
     with gzip.open(out / "jsonl" / "docs.jsonl.gz", "wb", compresslevel=6) as fh:
         df.write_ndjson(fh)

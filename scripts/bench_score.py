@@ -13,7 +13,6 @@ Ray instance, once per `--workers`; the instance's start is timed apart as `ray_
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -28,12 +27,9 @@ from pathlib import Path
 def build_dump(corpus: Path, out: Path, n_docs: int, shard_docs: int) -> tuple[int, int]:
     """Write haystack repeated (ids suffixed with the repetition) as plain JSONL shards; returns (docs, bytes)."""
     out.mkdir(parents=True, exist_ok=True)
-    base = []
-    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
-        with gzip.open(f, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                d = json.loads(line)
-                base.append({"id": d["id"], "url": d.get("url"), "text": d["text"]})
+    from bench_read import haystack_docs
+
+    base = list(haystack_docs(corpus))
     written = size = 0
     shard = None
     rep = 0

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,34 +167,31 @@ def render_charts(data: dict[str, Any]) -> str:
     order = _theme_order(data)
     groups: list[str] = []
 
-    hist = charts.get("score_hist") or {}
-    figs = [_score_hist_svg(t, hist[t]) for t in _ordered(hist, order)]
-    groups.append(
-        _group(
+    # (key in charts, one figure per theme or stream, title, caption)
+    per_theme: list[tuple[str, Callable[[str, Any], str], str, str]] = [
+        (
+            "score_hist",
+            _score_hist_svg,
             "Score distribution",
             "All scored documents by theme score; counts on a log scale; darker bars are at or above the "
             "threshold (dashed).",
-            figs,
-        )
-    )
-    dom = charts.get("tokens_by_domain") or {}
-    figs = [_domain_svg(s, dom[s]) for s in _ordered(dom, order)]
-    groups.append(
-        _group(
+        ),
+        (
+            "tokens_by_domain",
+            _domain_svg,
             "Selected tokens by source domain",
             "Tokens each stream takes from a domain, repeats included.",
-            figs,
-        )
-    )
-    yld = charts.get("yield") or {}
-    figs = [_yield_svg(t, yld[t]) for t in _ordered(yld, order)]
-    groups.append(
-        _group(
+        ),
+        (
+            "yield",
+            _yield_svg,
             "Yield",
             "Unique tokens of the documents scoring at or above a threshold; the dot is the current threshold.",
-            figs,
-        )
-    )
+        ),
+    ]
+    for key, draw, title, caption in per_theme:
+        part = charts.get(key) or {}
+        groups.append(_group(title, caption, [draw(t, part[t]) for t in _ordered(part, order)]))
     rep = [r for r in charts.get("repetition") or [] if isinstance(r, dict)]
     figs = [_repetition_svg(rep)] if rep else []
     figs += [_repeats_hist_svg(r) for r in rep if r.get("repeats_hist")]

@@ -84,6 +84,14 @@ def _score_args(shards: Path, out: Path, clf: Path) -> list[str]:
     return ["score", str(shards), "--out", str(out), "--classifier", str(clf), *SCORE_ARGS]
 
 
+def _two_worker_args(executor: str, shards: Path, out: Path, clf: Path, request) -> list[str]:
+    """`selector score` with two workers of `executor` (on the test session's Ray cluster for ray)."""
+    args = _score_args(shards, out, clf) + ["--workers", "2", "--executor", executor]
+    if executor == "ray":
+        args += ["--ray-address", request.getfixturevalue("ray_address")]
+    return args
+
+
 def _stats(path: Path) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if k not in TIMINGS}
 
@@ -197,9 +205,7 @@ SLOW = {"SELECTOR_TEST_BATCH_SLEEP": "0.2"}
 def test_driver_killed_then_rerun_gives_the_uninterrupted_outputs(
     executor, shards, clf, reference, request, tmp_path
 ):
-    args = _score_args(shards, tmp_path, clf) + ["--workers", "2", "--executor", executor]
-    if executor == "ray":
-        args += ["--ray-address", request.getfixturevalue("ray_address")]
+    args = _two_worker_args(executor, shards, tmp_path, clf, request)
     proc = _spawn(args, SLOW)
     _wait_for_first_part(proc, tmp_path)
     proc.send_signal(signal.SIGKILL)
@@ -218,9 +224,7 @@ def test_driver_killed_then_rerun_gives_the_uninterrupted_outputs(
 def test_worker_killed_the_run_still_completes_identically(
     executor, shards, clf, reference, request, tmp_path
 ):
-    args = _score_args(shards, tmp_path, clf) + ["--workers", "2", "--executor", executor]
-    if executor == "ray":
-        args += ["--ray-address", request.getfixturevalue("ray_address")]
+    args = _two_worker_args(executor, shards, tmp_path, clf, request)
     proc = _spawn(args, SLOW)
     _wait_for_first_part(proc, tmp_path)
     if executor == "local":
