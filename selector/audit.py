@@ -570,3 +570,52 @@ def precision_report(
         }
     report["labels_not_in_sample"] = unmatched
     return report
+
+
+def plan_report(
+    manifest_path: str | Path, plan_path: str | Path, labels_paths: list[str | Path]
+) -> dict[str, Any]:
+    """Prevalence, precision and recall, with 95% intervals, of each stream of a manifest and of each theme's
+    threshold over the whole scored corpus, from labels of a labelling plan (`selector annotate --scores`
+    writes LABELS.plan.parquet and LABELS.plan.json beside LABELS.csv; selector/sampling.py's design)."""
+    from .labels import read_label_files
+    from .sampling import estimate
+
+    mdir, manifest = load_manifest(manifest_path, ("streams", "config", "thresholds", "base"))
+    pp = Path(plan_path)
+    if not pp.exists():
+        raise SelectorError(
+            f"labelling plan {pp} not found. `selector annotate --scores DIR` writes it beside its labels "
+            "(LABELS.plan.parquet); pass it with --plan."
+        )
+    plan = pl.read_parquet(pp)
+    meta_path = pp.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    population = int(meta.get("population") or manifest["base"]["documents"])
+    if meta.get("population") and int(meta["population"]) != int(manifest["base"]["documents"]):
+        raise SelectorError(
+            f"{pp} was drawn from {meta['population']:,} scored documents, but {mdir} selected from "
+            f"{manifest['base']['documents']:,}: the plan belongs to other scores. Draw a plan from the scores "
+            "behind this manifest (`selector annotate --scores DIR ...`)."
+        )
+    themes = [t["name"] for t in manifest["config"]["themes"]]
+    labels = read_label_files(labels_paths, themes)
+    documents = pl.read_parquet(mdir / "documents.parquet", columns=["doc_id", "theme"])
+    streams = [s["theme"] for s in manifest["streams"]]
+    selected = {t: set(documents.filter(pl.col("theme") == t)["doc_id"].to_list()) for t in streams}
+    thresholds = {t: float(v) for t, v in manifest["thresholds"].items() if t in themes}
+    by_stream = estimate(plan, labels.labels, {t: thresholds[t] for t in streams}, population, selected)
+    by_threshold = estimate(plan, labels.labels, thresholds, population)
+    matched = sum(1 for d in plan["doc_id"].to_list() if any((d, t) in labels.labels for t in themes))
+    return {
+        "manifest": str(mdir),
+        "plan": str(pp),
+        "labels": labels.info,
+        "population": population,
+        "planned_documents": plan.height,
+        "labelled_planned_documents": matched,
+        "streams": by_stream["themes"],
+        "thresholds": by_threshold["themes"],
+        "estimator": "Hajek ratios with weights 1/pi, linearized variance, Wilson intervals at the effective n "
+        "(docs/labelling.md)",
+    }

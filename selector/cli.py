@@ -106,8 +106,9 @@ train_options = [
         "--labels",
         "labels_path",
         type=click.Path(dir_okay=False, exists=True),
-        default=None,
-        help="Extra human labels for training: CSV doc_id,theme,label.",
+        multiple=True,
+        help="Labels to learn from: CSV doc_id,theme,label[,reviewer] from the audit page or `selector "
+        "annotate` (repeatable; a person's label beats an annotator's).",
     ),
     click.option(
         "--sample-size", type=int, default=None, help="Documents to embed and label (default 20000)."
@@ -304,12 +305,19 @@ def _scores_config(scores_dir: str, cfg: Any, progress: Callable[[str], None]) -
 
 
 def _select(
-    scores_dir: str, out_dir: str, cfg: Any, force: bool, progress: Callable[[str], None]
+    scores_dir: str,
+    out_dir: str,
+    cfg: Any,
+    force: bool,
+    progress: Callable[[str], None],
+    labels: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    from .labels import read_label_files
     from .select import select as run_select
     from .select import summary_lines
 
-    m = run_select(scores_dir, out_dir, cfg, force=force, progress=progress)
+    label_set = read_label_files(list(labels), cfg.theme_names) if labels else None
+    m = run_select(scores_dir, out_dir, cfg, force=force, progress=progress, labels=label_set)
     for line in summary_lines(m):
         progress(line)
     mdir = Path(out_dir) / "manifest"
@@ -357,21 +365,23 @@ def cli() -> None:
 def train(
     inputs: tuple[str, ...],
     out_dir: str,
-    labels_path: str | None,
+    labels_path: tuple[str, ...],
     sample_size: int | None,
     cfg: Any,
     progress: Callable[[str], None],
 ) -> None:
-    """Train a classifier on INPUTS (files, directories, globs) from the configured seeds.
+    """Train a classifier on INPUTS (files, directories, globs) from the configured seeds and any --labels
+    (a theme with enough labels learns from them, the seeds as a prior).
 
     \b
     Example:
       selector train dumps/cc-2024-*.jsonl.gz --out classifiers/cc2024 --labels audit/labels.csv
+      selector train dumps/ --out classifiers/r1 --labels labels/llm-r1.csv --labels audit/labels.csv
     """
     from .train import train as run_train
 
     cfg = _with_sample_size(cfg, sample_size)
-    card = run_train(list(inputs), cfg, out_dir, labels_path=labels_path, progress=progress)
+    card = run_train(list(inputs), cfg, out_dir, labels_path=list(labels_path), progress=progress)
     _emit(
         {
             "classifier": out_dir,
@@ -584,7 +594,7 @@ def run(
     force: bool,
     gate: float | None,
     execution: dict[str, Any],
-    labels_path: str | None,
+    labels_path: tuple[str, ...],
     sample_size: int | None,
     force_epochs: bool,
     cfg: Any,
@@ -611,12 +621,12 @@ def run(
     if classifier is None:
         classifier = str(Path(out_dir) / "classifier")
         cfg_train = _with_sample_size(cfg, sample_size)
-        if not force and is_current(classifier, ins, cfg_train, labels_path):
+        if not force and is_current(classifier, ins, cfg_train, list(labels_path)):
             progress(f"{classifier} was trained from the same inputs, seeds and settings; reusing it")
         else:
-            run_train(ins, cfg_train, classifier, labels_path=labels_path, progress=progress)
+            run_train(ins, cfg_train, classifier, labels_path=list(labels_path), progress=progress)
     scored = _score(ins, out_dir, classifier, cfg, force, gate, execution, progress)
-    selected = _select(out_dir, out_dir, cfg, force_epochs, progress)
+    selected = _select(out_dir, out_dir, cfg, force_epochs, progress, labels_path)
     _emit({**scored, **selected, "classifier": classifier})
 
 
@@ -635,11 +645,20 @@ def run(
 @click.option(
     "--force", is_flag=True, help="Allow documents to be seen more than select.hard_max_epochs times."
 )
+@click.option(
+    "--labels",
+    "labels",
+    type=click.Path(dir_okay=False, exists=True),
+    multiple=True,
+    help="Labels that veto (off) or confirm (on) candidates per theme, e.g. from `selector annotate --scores "
+    "DIR --candidates` or the audit page (repeatable; a person's label beats an annotator's).",
+)
 @config_options
 def select_cmd(
     scores_dir: str,
     out_dir: str,
     force: bool,
+    labels: tuple[str, ...],
     cfg: Any,
     progress: Callable[[str], None],
     **select_kw: Any,
@@ -651,11 +670,12 @@ def select_cmd(
     Examples:
       selector select --scores runs/cc --out runs/cc --total-tokens 1T --target-share honesty=0.01
       selector select --scores runs/cc --out runs/cc --target-tokens cooperation=2B --exclude-above ai_risk=0.5
+      selector select --scores runs/cc --out runs/cc --labels labels/candidates.csv
     """
     if cfg.source == str(default_config_path()):
         cfg = _scores_config(scores_dir, cfg, progress)
     cfg = _with_select_options(cfg, **select_kw)
-    _emit(_select(scores_dir, out_dir, cfg, force, progress))
+    _emit(_select(scores_dir, out_dir, cfg, force, progress, labels))
 
 
 def parse_bytes(value: str) -> int:
@@ -788,6 +808,14 @@ def materialize(
 )
 @click.option("--target-precision", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Score buckets whose precision interval lies below this are flagged.")  # fmt: skip
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --labels: the labelling plan `selector annotate --scores` drew (LABELS.plan.parquet, found "
+    "beside LABELS.csv by default): estimate precision and recall of every stream over the whole corpus.",
+)
 @click.option("--silent", is_flag=True, help="No progress on stderr.")
 @_errors_as_click
 def audit(
@@ -799,6 +827,7 @@ def audit(
     no_evidence: bool,
     labels_path: str | None,
     target_precision: float,
+    plan_path: str | None,
     silent: bool,
 ) -> None:
     """Write a review page (OUT/index.html) for a stratified, seeded sample of what MANIFEST selected, by
@@ -810,14 +839,43 @@ def audit(
     Examples:
       selector audit runs/demo/manifest --out runs/demo/audit
       selector audit runs/demo/manifest --out runs/demo/audit --labels ~/Downloads/labels.csv
+      selector audit runs/cc/manifest --out runs/cc/audit --labels labels/r1.csv --plan labels/r1.plan.parquet
     """
     from .audit import audit as run_audit
-    from .audit import precision_report
+    from .audit import plan_report, precision_report
     from .audit_page import render_page
 
     progress = _setup(silent)
     if labels_path is None:
+        if plan_path is not None:
+            raise click.UsageError("--plan needs --labels (the labels of the plan's documents).")
         _emit(run_audit(manifest, out_dir, sample_size, near_fraction, seed, not no_evidence, progress))
+        return
+    beside = Path(labels_path).with_suffix(".plan.parquet")
+    if plan_path is None and beside.exists():
+        plan_path = str(beside)
+        progress(f"estimating from the labelling plan beside the labels: {plan_path}")
+    if plan_path is not None:
+        rep = plan_report(manifest, plan_path, [labels_path])
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "estimates.json").write_text(json.dumps(rep, indent=2) + "\n")
+        for kind, rows in (("stream", rep["streams"]), ("threshold", rep["thresholds"])):
+            for t, v in rows.items():
+                if not v.get("labelled"):
+                    progress(f"{kind} {t}: no labels")
+                    continue
+                pr, rc, pv = v["precision"], v["recall"], v["prevalence"]
+
+                def fmt(x: dict[str, Any]) -> str:
+                    if x["estimate"] is None:
+                        return "n/a"
+                    return f"{x['estimate']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
+
+                progress(
+                    f"{kind} {t}: precision {fmt(pr)}, recall {fmt(rc)}, prevalence {fmt(pv)} "
+                    f"({v['labelled']} labelled, {v['on_theme_labels']} on-theme)"
+                )
+        _emit(rep)
         return
     report = precision_report(out_dir, labels_path, target_precision)
     out = Path(out_dir)

@@ -89,6 +89,12 @@ class TrainConfig:
     min_pseudo_positives: int = 5
     teacher_rounds: int = 2
     student_positive_fraction: float = 0.005
+    min_label_positives: int = (
+        5  # a theme with this many labelled positives and negatives learns from its labels
+    )
+    seed_weight: float = 0.5  # ...with each seed weighing this much (a prior)
+    label_background_weight: float = 0.5  # ...and the unlabelled sample as negatives of this total weight
+    label_head_l2: float = 1.0  # ...and this L2 penalty (many labels need less of it than a few seeds)
 
 
 @dataclass(frozen=True)
@@ -320,6 +326,15 @@ def _validate_section(name: str, obj: Any) -> None:
         )
         _check(obj.min_pseudo_positives >= 0, "train.min_pseudo_positives", ">= 0", obj.min_pseudo_positives)
         _check(obj.teacher_rounds >= 1, "train.teacher_rounds", ">= 1", obj.teacher_rounds)
+        _check(obj.min_label_positives >= 1, "train.min_label_positives", ">= 1", obj.min_label_positives)
+        _check(obj.seed_weight >= 0, "train.seed_weight", ">= 0", obj.seed_weight)
+        _check(
+            obj.label_background_weight >= 0,
+            "train.label_background_weight",
+            ">= 0",
+            obj.label_background_weight,
+        )
+        _check(obj.label_head_l2 > 0, "train.label_head_l2", "> 0", obj.label_head_l2)
         _check(
             0 <= obj.student_positive_fraction < 0.5,
             "train.student_positive_fraction",

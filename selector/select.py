@@ -39,6 +39,7 @@ from . import __version__
 from .config import Config
 from .errors import ManifestError
 from .keys import seeded_key
+from .labels import LabelSet
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir, replace_dir
@@ -358,7 +359,29 @@ def near_duplicates(pool: pl.DataFrame, sigs: dict[str, np.ndarray], thr: float)
     return out
 
 
-def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selection:
+def label_columns(labels: LabelSet | None, themes: list[str]) -> pl.DataFrame | None:
+    """One row per labelled doc_id: `_on_<theme>` / `_off_<theme>` (the label, if any) and `_why_<theme>`
+    (who said so, and why), for `build_selection` to join onto the scores."""
+    if labels is None or not labels.labels:
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    for (doc, t), v in labels.labels.items():
+        if t not in themes:
+            continue
+        r = rows.setdefault(doc, {"doc_id": doc})
+        r[f"_on_{t}"], r[f"_off_{t}"] = v == 1, v == 0
+        who = labels.reviewer.get((doc, t)) or "a person"
+        why = labels.reason.get((doc, t)) or ""
+        r[f"_why_{t}"] = f"{who}{': ' + why if why else ''}"
+    schema: dict[str, Any] = {"doc_id": pl.String}
+    for t in themes:
+        schema |= {f"_on_{t}": pl.Boolean, f"_off_{t}": pl.Boolean, f"_why_{t}": pl.String}
+    return pl.DataFrame(list(rows.values()), schema=schema)
+
+
+def build_selection(
+    cfg: Config, info: ScoresInfo, force: bool = False, labels: LabelSet | None = None
+) -> Selection:
     sc = cfg.select
     missing = [t for t in cfg.theme_names if t not in info.themes]
     if missing:
@@ -382,8 +405,29 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
     totals = lf.select(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens")).collect().row(0)
     n_docs, base_tokens = int(totals[0]), int(totals[1] or 0)
     thr = _thresholds(cfg, info, lf, n_docs)
+    # labels veto (off) or confirm (on) a theme's qualification, whatever the score
+    lab = label_columns(labels, themes)
+    if lab is not None:
+        lf = lf.join(lab.lazy(), on="doc_id", how="left", maintain_order="left")
+    else:
+        lf = lf.with_columns(
+            *(pl.lit(None, dtype=pl.Boolean).alias(f"_{k}_{t}") for t in themes for k in ("on", "off")),
+            *(pl.lit(None, dtype=pl.String).alias(f"_why_{t}") for t in themes),
+        )
 
-    qualify = pl.any_horizontal([pl.col(f"score_{t}") >= thr[t] for t in themes])
+    def q(t: str) -> pl.Expr:
+        """Qualifies for theme t: at or above its threshold, or labelled on; never when labelled off."""
+        return ((pl.col(f"score_{t}") >= thr[t]) | pl.col(f"_on_{t}").fill_null(False)) & ~pl.col(
+            f"_off_{t}"
+        ).fill_null(False)
+
+    qualify = pl.any_horizontal([q(t) for t in themes])
+    vetoed = lf.filter(
+        pl.any_horizontal(
+            [(pl.col(f"score_{t.name}") >= thr[t.name]) & pl.col(f"_off_{t.name}").fill_null(False)
+             for t in cfg.themes if t.upsample] or [pl.lit(False)]
+        )
+    ).collect()  # fmt: skip
     cand = lf.filter(qualify).collect().sort("source", "row")
     up = [t for t in cfg.themes if t.upsample]
     rejected: list[pl.DataFrame] = []
@@ -401,21 +445,35 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 )
             )
 
-    n_candidates = {t.name: int((cand[f"score_{t.name}"] >= thr[t.name]).sum()) for t in up}
+    for t in up:
+        reject(
+            vetoed.filter(
+                (pl.col(f"score_{t.name}") >= thr[t.name]) & pl.col(f"_off_{t.name}").fill_null(False)
+            ),
+            t.name,
+            pl.format("label: off ({})", pl.col(f"_why_{t.name}")),
+        )
+    n_candidates = {t.name: int(cand.select(q(t.name)).to_series().sum()) for t in up}
     # exclusions (e.g. ai_risk) come first: an excluded document joins no stream
     excluded = pl.lit(False)
     for ex_theme, ex_at in sc.exclude_above.items():
-        excluded = excluded | (pl.col(f"score_{ex_theme}") >= ex_at)
+        on, off = pl.col(f"_on_{ex_theme}").fill_null(False), pl.col(f"_off_{ex_theme}").fill_null(False)
+        excluded = excluded | (((pl.col(f"score_{ex_theme}") >= ex_at) | on) & ~off)
     cand = cand.with_columns(_excluded=excluded)
     for t in up:
-        q = cand.filter((pl.col(f"score_{t.name}") >= thr[t.name]) & pl.col("_excluded"))
+        hit = cand.filter(q(t.name) & pl.col("_excluded"))
         why = [
+            pl.when(pl.col(f"_on_{x}").fill_null(False)).then(
+                pl.format(f"excluded: labelled {x} ({{}})", f"_why_{x}")
+            )
+            for x in sc.exclude_above
+        ] + [
             pl.when(pl.col(f"score_{x}") >= v).then(
                 pl.format(f"excluded: {x} score {{}} >= {v:g}", pl.col(f"score_{x}").round(3))
             )
             for x, v in sc.exclude_above.items()
         ]
-        reject(q, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
+        reject(hit, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
     early_warnings: list[str] = []
     scored_with = (info.meta.get("config") or {}).get("cascade", {}).get("embedding_weight")
     if scored_with is not None and "calibrated_embedding_weight" in info.meta:
@@ -438,8 +496,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         """The upsampled theme each candidate scores highest on among those it qualifies for."""
         if not up:
             return pl.lit(None, dtype=pl.String)
-        qs = [pl.when(pl.col(f"score_{t.name}") >= thr[t.name]).then(pl.col(f"score_{t.name}")).otherwise(-1.0)
-              for t in up]  # fmt: skip
+        qs = [pl.when(q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in up]
         names = {j: t.name for j, t in enumerate(up)}
         return pl.concat_list(qs).list.arg_max().replace_strict(names, return_dtype=pl.String)
 
@@ -470,7 +527,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
     # since ids can repeat across shards
     dedup_info: dict[str, int] = {"exact": 0, "near": 0}
     if sc.dedup and up and cand.height:
-        in_stream = pl.any_horizontal([pl.col(f"score_{t.name}") >= thr[t.name] for t in up])
+        in_stream = pl.any_horizontal([q(t.name) for t in up])
         rest = cand.filter(~in_stream)
         pool = cand.filter(in_stream).with_columns(
             _rank=pl.max_horizontal([pl.col(f"score_{t.name}") for t in up]),
@@ -510,10 +567,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
 
     # each document joins the stream of the upsampled theme it scores highest on among those it qualifies for
     if up:
-        qual_scores = [
-            pl.when(pl.col(f"score_{t.name}") >= thr[t.name]).then(pl.col(f"score_{t.name}")).otherwise(-1.0)
-            for t in up
-        ]
+        qual_scores = [pl.when(q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in up]
         best = pl.concat_list(qual_scores).list.arg_max()
         cand = cand.with_columns(
             _best=pl.when(pl.max_horizontal(qual_scores) >= 0).then(best).otherwise(None)
@@ -521,7 +575,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
     else:
         cand = cand.with_columns(_best=pl.lit(None, dtype=pl.UInt32))
     for i, t in enumerate(up):
-        other = cand.filter((pl.col(f"score_{t.name}") >= thr[t.name]) & (pl.col("_best") != i))
+        other = cand.filter(q(t.name) & (pl.col("_best") != i))
         names = {j: u.name for j, u in enumerate(up)}
         reject(
             other.with_columns(_to=pl.col("_best").replace_strict(names, return_dtype=pl.String)),
@@ -665,11 +719,18 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             theme=pl.lit(t.name),
             weight=(pl.col("repeats") + base_add).cast(pl.Float64),
             reason=pl.format(
-                f"{t.name}: score {{}} >= {thr_txt}; {{}} of at most {sc.max_repeats} repeats{{}}",
-                pl.col(f"score_{t.name}").round(3),
+                f"{t.name}: {{}}; {{}} of at most {sc.max_repeats} repeats{{}}{{}}",
+                pl.when(pl.col(f"score_{t.name}") >= thr[t.name])
+                .then(pl.format(f"score {{}} >= {thr_txt}", pl.col(f"score_{t.name}").round(3)))
+                .otherwise(
+                    pl.format(f"score {{}} < {thr_txt} but labelled on", pl.col(f"score_{t.name}").round(3))
+                ),
                 pl.col("repeats"),
                 pl.when(pl.col("repeats") >= sc.max_repeats)
                 .then(pl.lit(" (cap reached)"))
+                .otherwise(pl.lit("")),
+                pl.when(pl.col(f"_on_{t.name}").fill_null(False))
+                .then(pl.format("; confirmed on by {}", pl.col(f"_why_{t.name}")))
                 .otherwise(pl.lit("")),
             ),
         ).drop("_expected")
@@ -696,7 +757,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             "shortfall_share": round(max(0, target - achieved) / target, 4) if target else 0.0,
         }
         for x in stance:
-            hit = chosen.filter(pl.col(f"score_{x}") >= thr[x])
+            hit = chosen.filter(q(x))
             row[f"{x}_documents"] = hit.height
             row[f"{x}_tokens"] = int((hit["n_tokens"] * hit["repeats"]).sum())
         row.update(organic_figures(chosen))
@@ -808,10 +869,12 @@ def select(
     cfg: Config,
     force: bool = False,
     progress: Callable[[str], None] = log.info,
+    labels: LabelSet | None = None,
 ) -> dict[str, Any]:
-    """Select from `scores_dir` and write `out_dir/manifest/` atomically; returns manifest.json's content."""
+    """Select from `scores_dir` and write `out_dir/manifest/` atomically; returns manifest.json's content.
+    `labels` veto (off) or confirm (on) candidates theme by theme; their reasons go into `reason`."""
     info = load_scores_info(scores_dir)
-    sel = build_selection(cfg, info, force=force)
+    sel = build_selection(cfg, info, force=force, labels=labels)
     for w in sel.warnings:
         progress(f"warning: {w}")
     manifest = {
@@ -841,6 +904,7 @@ def select(
             "rejected": sel.rejected.height,
             "rejected_by_reason": _reason_counts(sel.rejected),
             "duplicates_removed": sel.dedup,
+            "labels": labels.info if labels is not None and labels.labels else None,
             "warnings": sel.warnings,
         },
         "domains": sel.domains,

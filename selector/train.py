@@ -50,7 +50,7 @@ from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .keys import seeded_key
-from .labels import read_label_csv
+from .labels import LabelSet, read_label_files
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
 from .paths import make_temp_dir, replace_dir
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
@@ -74,16 +74,36 @@ def inputs_fingerprint(shards: Sequence[Shard]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def is_current(
-    out_dir: str | Path, inputs: Sequence[str | Path], cfg: Config, labels_path: str | Path | None
-) -> bool:
+LabelPaths = str | Path | Sequence[str | Path] | None
+
+
+def label_paths(labels: LabelPaths) -> list[Path]:
+    """One label file, several, or none -> a list of paths."""
+    if labels is None:
+        return []
+    if isinstance(labels, str | Path):
+        return [Path(labels)]
+    return [Path(p) for p in labels]
+
+
+def labels_fingerprint(labels: LabelPaths) -> str | None:
+    """The hash of the label files' contents, in order (None without labels)."""
+    paths = label_paths(labels)
+    if not paths:
+        return None
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
+
+
+def is_current(out_dir: str | Path, inputs: Sequence[str | Path], cfg: Config, labels: LabelPaths) -> bool:
     """True when `out_dir` holds a classifier trained from these inputs, seeds, labels and settings."""
     card_path = Path(out_dir) / CARD
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError):
         return False
-    labels_hash = file_sha256(Path(labels_path)) if labels_path else None
+    labels_hash = labels_fingerprint(labels)
     return bool(
         card.get("config_hash") == cfg.training_hash()
         and card.get("trained_on", {}).get("shard_fingerprints_sha256")
@@ -209,6 +229,39 @@ def pseudo_positive_count(n: int, tc: TrainConfig) -> int:
     return min(max(tc.min_pseudo_positives, round(tc.pseudo_positive_fraction * n)), n // 4)
 
 
+def fit_labelled_head(
+    seed_pos: np.ndarray,
+    seed_neg: np.ndarray,
+    xd: np.ndarray,
+    h_pos: Sequence[int],
+    h_neg: Sequence[int],
+    free: np.ndarray,
+    tc: TrainConfig,
+) -> tuple[np.ndarray, float]:
+    """The head of a theme with enough labels: labelled sample documents (weight 1; positives and negatives
+    each reweighted to half the labels' total, so a rare theme's few positives are not drowned), seeds as a
+    prior (`train.seed_weight` each), and the unlabelled documents of the sample as background negatives of
+    total weight `train.label_background_weight` times the labelled positives'."""
+    n_lab = len(h_pos) + len(h_neg)
+    w_pos = n_lab / (2 * len(h_pos))
+    w_neg = n_lab / (2 * len(h_neg))
+    x = np.vstack([xd[list(h_pos)], seed_pos, xd[list(h_neg)], seed_neg, xd[free]])
+    y = np.concatenate(
+        [np.ones(len(h_pos) + len(seed_pos)), np.zeros(len(h_neg) + len(seed_neg) + len(free))]
+    )
+    w_bg = tc.label_background_weight * w_pos * len(h_pos) / max(len(free), 1)
+    w = np.concatenate(
+        [
+            np.full(len(h_pos), w_pos),
+            np.full(len(seed_pos), tc.seed_weight),
+            np.full(len(h_neg), w_neg),
+            np.full(len(seed_neg), tc.seed_weight),
+            np.full(len(free), w_bg),
+        ]
+    )
+    return fit_logistic(x, y, w, tc.label_head_l2)
+
+
 @dataclass
 class Teacher:
     """The teacher's output per theme: the embedding head, the sample's labels for the student (`doc`,
@@ -255,7 +308,12 @@ def fit_teacher(
         rank = seed_ranking(ev_docs[t])
         coef, bias = np.zeros(xs.shape[1]), 0.0
         pseudo = free[:0]
-        for _round in range(tc.teacher_rounds):
+        from_labels = len(h_pos) >= tc.min_label_positives and len(h_neg) >= tc.min_label_positives
+        if from_labels:
+            # enough labels: they are the signal, the seeds a prior (seed_weight each), the unlabelled rest of
+            # the sample weak background negatives; no pseudo positives are needed
+            coef, bias = fit_labelled_head(seed_pos, seed_neg, xd, h_pos, h_neg, free, tc)
+        for _round in range(0 if from_labels else tc.teacher_rounds):
             order = free[np.argsort(-rank[free], kind="stable")]
             pseudo, rest = order[:m_pseudo], order[m_pseudo:]
             n_pos = len(seed_pos) + len(pseudo) + len(h_pos)
@@ -283,6 +341,9 @@ def fit_teacher(
         ps = predict_logistic(xs, coef, bias)
         teacher_seed[t] = np.where(own, ys > 0.5, ps >= tc.teacher_threshold)
         head_info[t] = {
+            "fitted_on": "labels, seeds as a prior" if from_labels else "seeds and pseudo positives",
+            "labelled_positive": len(h_pos),
+            "labelled_negative": len(h_neg),
             "pseudo_positives": len(pseudo),
             "teacher_positives_in_sample": int(lab.sum()),
             "teacher_positive_rate": round(float(lab.mean()) if n else 0.0, 6),
@@ -306,14 +367,17 @@ def train(
     inputs: Sequence[str | Path],
     cfg: Config,
     out_dir: str | Path,
-    labels_path: str | Path | None = None,
+    labels_path: LabelPaths = None,
     progress: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
-    """Train a classifier on `inputs` from the configured seeds; write it to `out_dir`; return its card."""
+    """Train a classifier on `inputs` from the configured seeds and any labels (one CSV or several; a
+    person's label beats an annotator's); write it to `out_dir`; return its card."""
     t0 = time.time()
     themes = cfg.theme_names
     tc = cfg.train
-    human = read_label_csv(labels_path, themes) if labels_path else {}
+    paths = label_paths(labels_path)
+    label_set = read_label_files(paths, themes) if paths else LabelSet()
+    human = label_set.labels
     seeds = load_seeds(cfg)
 
     shards = discover_shards(inputs)
@@ -530,9 +594,11 @@ def train(
                 "n_train": int((~split).sum()),
                 "n_validation": int(split.sum()),
                 "human_labels": len(human),
-                "human_labels_file": str(labels_path) if labels_path else None,
-                "human_labels_sha256": file_sha256(Path(labels_path)) if labels_path else None,
+                "human_labels_file": ", ".join(map(str, paths)) if paths else None,
+                "human_labels_sha256": labels_fingerprint(paths),
+                "labels_in_sample": sum(len(v) for v in human_rows.values()),
             },
+            "label_sources": label_set.info,
             "seeds": {
                 t: {
                     "file": cfg.theme(t).seeds.name,

@@ -1,0 +1,227 @@
+"""The label-efficiency curve behind docs/labelling.md: how much each labelling budget lifts the classifier,
+for selector's strategy (selector/sampling.py) against random sampling and against the top of the ranking.
+
+Simulated annotation on the development set (../shared/corpus): the development labels answer for the
+annotator (haystack documents "off", unlabelled ones such as the Aesop fables "unsure"). Measured **by
+work**: the works (a book, a handbook, the constitution; each FAQ answer and each haystack document on its
+own) are split in two folds; labels are drawn only from one fold's documents and average precision is
+measured on the other fold's, which are never labelled and share no work with a labelled document; then
+the folds swap and the two figures are averaged.
+
+The first ranking is the real cascade of `--classifier` (a classifier `selector train` fitted on the
+development corpus from the seeds alone): its fastText scores for every document and its head on the
+cached embeddings of the documents its gates pass. After labelling, the teacher is refitted by the
+training code itself (`selector.train.fit_teacher`, through quality_ceiling.Bench) on the training sample
+plus the labelled documents, and its head scores every document ("head" figures: the embedding stage on
+every document). `--rounds R` spends each budget in R rounds, re-planning from the refitted head.
+
+    python scripts/label_curve.py --corpus ../shared/corpus --classifier runs/devset/classifier \\
+        --work runs/ceiling --out runs/labelcurve
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from quality_ceiling import PARTS, THEMES, Bench  # noqa: E402
+
+from selector.classifier import Classifier  # noqa: E402
+from selector.config import load_config  # noqa: E402
+from selector.keys import seeded_key  # noqa: E402
+from selector.metrics import average_precision  # noqa: E402
+from selector.read import discover_shards, read_shard  # noqa: E402
+from selector.sampling import SampleConfig, plan_labels  # noqa: E402
+from selector.text import fasttext_input  # noqa: E402
+
+
+def works(corpus: Path) -> dict[str, str]:
+    """doc id -> its work: `meta.work` where the corpus names one, the file for themes/ and hardneg/ files
+    that are one work each, and the document itself for the haystack and the FAQ answers."""
+    out: dict[str, str] = {}
+    for part in PARTS:
+        for f in sorted((corpus / part).glob("*.jsonl.gz")):
+            with gzip.open(f, "rt", encoding="utf-8") as fh:
+                for line in fh:
+                    d = json.loads(line)
+                    meta = d.get("meta") or {}
+                    if part == "haystack" or f.name.startswith("stampy"):
+                        out[d["id"]] = f"doc:{d['id']}"
+                    elif meta.get("work"):
+                        out[d["id"]] = f"work:{meta['work']}"
+                    else:
+                        out[d["id"]] = f"file:{f.name}"
+    return out
+
+
+class Curve:
+    def __init__(self, b: Bench, corpus: Path, clf_dir: Path, seed: int):
+        self.b = b
+        cfg = b.cfg
+        clf = Classifier.load(clf_dir)
+        self.thresholds = {t: float(clf.card["thresholds"][t]) for t in THEMES}
+        texts: list[str] = [""] * len(b.ids)
+        for sh in discover_shards([str(corpus / p) for p in PARTS]):
+            for batch in read_shard(sh, cfg.read):
+                for d, t in zip(batch["doc_id"].to_list(), batch["text"].to_list(), strict=True):
+                    texts[b.row[d]] = t
+        self.texts = texts
+        ft = clf.ft_scores(fasttext_input(pl.Series(texts), clf.max_chars))
+        emb, _ = clf.emb_scores(b.emb)
+        gates = clf.gates
+        passed = np.zeros(len(texts), dtype=bool)
+        for t in THEMES:
+            passed |= ft[t] >= gates[t]
+        w = float(clf.card.get("cascade", {}).get("embedding_weight", cfg.cascade.embedding_weight))
+        self.w = w
+        self.ft = ft
+        self.embedded = passed
+        self.r0 = {t: np.where(passed, w * emb[t], 0.0) + (1 - w) * ft[t] for t in THEMES}
+        self.r0_emb = emb
+        wk = works(corpus)
+        self.fold = np.array([seeded_key(seed, "fold", wk[d]) % 2 for d in b.ids])
+        self.sha = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+
+    def frame(
+        self, rows: np.ndarray, score: dict[str, np.ndarray], emb: dict[str, np.ndarray]
+    ) -> pl.DataFrame:
+        cols: dict[str, Any] = {
+            "doc_id": [self.b.ids[i] for i in rows],
+            "source": ["devset"] * len(rows),
+            "row": rows.tolist(),
+            "content_sha1": [self.sha[i] for i in rows],
+        }
+        for t in THEMES:
+            cols[f"ft_{t}"] = self.ft[t][rows]
+            cols[f"emb_{t}"] = np.where(self.embedded[rows], emb[t][rows], np.nan).astype(np.float32)
+            cols[f"score_{t}"] = score[t][rows].astype(np.float32)
+        return pl.DataFrame(cols)
+
+    def texts_of(self, sub: pl.DataFrame) -> Any:
+        for i, r in zip(sub["_i"].to_list(), sub["row"].to_list(), strict=True):
+            yield i, self.texts[r]
+
+    def choose(
+        self, strategy: str, pool: np.ndarray, budget: int, score: dict[str, np.ndarray], seed: int,
+        emb: dict[str, np.ndarray], labelled: set[int],
+    ) -> list[int]:  # fmt: skip
+        if budget <= 0:
+            return []
+        fresh = np.array([r for r in pool if r not in labelled])
+        if strategy == "random":
+            keys = np.array([seeded_key(seed, "random", int(r)) for r in fresh], dtype=np.uint64)
+            return fresh[np.argsort(keys)[:budget]].tolist()
+        if strategy == "top":
+            chosen: list[int] = []
+            per = budget // len(THEMES)
+            for k, t in enumerate(THEMES):
+                want = per + (1 if k < budget % len(THEMES) else 0)
+                for r in fresh[np.argsort(-score[t][fresh], kind="stable")]:
+                    if want == 0:
+                        break
+                    if int(r) not in chosen:
+                        chosen.append(int(r))
+                        want -= 1
+            return chosen
+        frame = self.frame(pool, score, emb)
+        known = [self.b.ids[r] for r in pool if r in labelled]
+        plan = plan_labels(frame, self.thresholds, budget, SampleConfig(seed=seed), labelled=known,
+                           texts=self.texts_of)  # fmt: skip
+        return [int(r) for r, new in zip(plan["row"].to_list(), plan["new"].to_list(), strict=True) if new]
+
+    def run(self, strategy: str, budget: int, rounds: int, test_fold: int, seed: int) -> dict[str, Any]:
+        pool = np.flatnonzero(self.fold != test_fold)
+        test = self.fold == test_fold
+        labelled: set[int] = set()
+        human: dict[str, dict[int, int]] = {t: {} for t in THEMES}
+        score, emb = self.r0, self.r0_emb
+        head = self.b.teacher() if budget == 0 else None
+        per_round = (
+            [budget // rounds + (1 if k < budget % rounds else 0) for k in range(rounds)] if budget else []
+        )
+        for k, n in enumerate(per_round):
+            picked = self.choose(strategy, pool, n, score, seed + 1000 * k, emb, labelled)
+            for r in picked:
+                labelled.add(r)
+                for t in THEMES:
+                    v = int(self.b.truth[t][r])
+                    if v >= 0:  # unlabelled in the development set: the annotator is unsure
+                        human[t][r] = v
+            head = self.b.teacher(human=human)
+            emb = head
+            score = {t: self.w * head[t] + (1 - self.w) * self.ft[t] for t in THEMES}
+        assert head is not None
+        out: dict[str, Any] = {"labelled": len(labelled), "positives_labelled": {}, "ap": {}}
+        for t in THEMES:
+            m = test & (self.b.truth[t] >= 0)
+            m[list(labelled)] = False
+            out["ap"][t] = round(average_precision(head[t][m], self.b.truth[t][m] == 1), 4)
+            out["positives_labelled"][t] = int(sum(v for v in human[t].values()))
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default="../shared/corpus")
+    ap.add_argument("--classifier", default="runs/devset/classifier")
+    ap.add_argument("--work", default="runs/ceiling", help="Where the embeddings are cached.")
+    ap.add_argument("--labels", default="runs/devset/labels.jsonl")
+    ap.add_argument("--out", default="runs/labelcurve")
+    ap.add_argument("--budgets", default="0,100,250,500,1000")
+    ap.add_argument("--strategies", default="plan,random,top")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", action="append", default=[], help="train.KEY=VALUE override (repeatable).")
+    args = ap.parse_args()
+    cfg = load_config()
+    for kv in args.train:
+        k, v = kv.split("=", 1)
+        cfg = cfg.replace("train", **{k: type(getattr(cfg.train, k))(v)})
+    corpus, out = Path(args.corpus), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    b = Bench(corpus, Path(args.work), Path(args.labels), cfg)
+    c = Curve(b, corpus, Path(args.classifier), args.seed)
+    for f in (0, 1):
+        pos = {t: int(((c.fold == f) & (b.truth[t] == 1)).sum()) for t in THEMES}
+        print(f"fold {f}: {int((c.fold == f).sum()):,} documents, positives {pos}", file=sys.stderr)
+    results: dict[str, Any] = {"settings": dataclasses.asdict(cfg.train), "rounds": args.rounds, "rows": []}
+    for strategy in args.strategies.split(","):
+        for budget in map(int, args.budgets.split(",")):
+            if budget == 0 and strategy != args.strategies.split(",")[0]:
+                continue
+            folds = [c.run(strategy, budget, args.rounds if budget else 1, f, args.seed) for f in (0, 1)]
+            row = {
+                "strategy": strategy if budget else "none (seeds only)",
+                "budget": budget,
+                "ap": {t: round(float(np.mean([r["ap"][t] for r in folds])), 3) for t in THEMES},
+                "ap_by_fold": [r["ap"] for r in folds],
+                "positives_labelled": {t: sum(r["positives_labelled"][t] for r in folds) for t in THEMES},
+            }
+            results["rows"].append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    tag = "-".join([f"r{args.rounds}", *[kv.replace("=", "") for kv in args.train]])
+    (out / f"curve-{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| strategy | labels | " + " | ".join(THEMES) + " | positives labelled (both folds) |",
+             "|---" * (len(THEMES) + 3) + "|"]  # fmt: skip
+    for r in results["rows"]:
+        pl_ = ", ".join(str(r["positives_labelled"][t]) for t in THEMES)
+        lines.append(f"| {r['strategy']} | {r['budget']} | " + " | ".join(f"{r['ap'][t]:.3f}" for t in THEMES)
+                     + f" | {pl_} |")  # fmt: skip
+    print("\n".join(lines))
+    print(f"({time.time() - t0:.0f}s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
