@@ -65,7 +65,8 @@ def test_human_labels_override_the_teacher_and_move_its_head():
     plain = run(docs, seeds, seed_emb)
     # a reviewer calls the whole near-miss cluster on-theme and half of the on-theme cluster off-theme
     human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(5)}}
-    labelled = run(docs, seeds, seed_emb, human=human)
+    # with fewer labels than train.min_label_positives the seed teacher keeps its pseudo positives
+    labelled = run(docs, seeds, seed_emb, human=human, min_label_positives=50)
     for i, v in human.items():  # the labels win in both label sets
         assert labelled.strict["t"][i] == bool(v) and labelled.doc["t"][i] == bool(v)
     # and the head is fitted to them (not merely left without those documents): the near misses rise by
@@ -84,3 +85,17 @@ def test_the_student_gets_extra_positives_that_the_strict_labels_leave_out():
     np.testing.assert_array_equal(strict_only.strict["t"], extra.strict["t"])
     assert extra.doc["t"].sum() >= 20 > strict_only.doc["t"].sum()
     assert (extra.doc["t"] | ~extra.strict["t"]).all()  # every strict positive is a student positive
+
+
+def test_with_enough_labels_the_head_follows_them_not_the_seeds():
+    """Labels outvote the seeds: the reviewer's near-miss cluster becomes the theme, the on-theme cluster the
+    reviewer rejected falls below it, and no pseudo positives are taken."""
+    docs, seeds, seed_emb = setup()
+    x = docs.astype(np.float64)
+    human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(10)}}
+    t = run(docs, seeds, seed_emb, human=human)
+    assert t.info["t"]["fitted_on"] == "labels, seeds as a prior"
+    assert t.info["t"]["pseudo_positives"] == 0
+    p = predict_logistic(x, *t.heads["t"])
+    assert p[10:20].min() > p[:10].max()
+    assert p[10:20].mean() > 0.5 > p[20:].mean()
