@@ -363,6 +363,56 @@ def fit_teacher(
     return Teacher(heads, teacher_doc, teacher_strict, teacher_seed, head_info)
 
 
+def distill_lines(
+    shards: Sequence[Shard],
+    cfg: Config,
+    sample: pl.DataFrame,
+    embedder: Any,
+    heads: dict[str, tuple[np.ndarray, float]],
+    files: dict[str, str],
+    model_dir: Path,
+    progress: Callable[[str], None] = log.info,
+) -> tuple[list[str], list[list[str]], dict[str, Any]]:
+    """More fastText training lines from `train.distill_size` further documents of the corpus, labelled by the
+    teacher's head through a cascade of its own: the first student scores them all, the `distill_embed_fraction`
+    it ranks highest (per theme) are embedded and take the head's labels (probability >= teacher_threshold, plus
+    the head's top `student_positive_fraction`), and the rest are negatives. So the student learns the head's
+    judgement on many more documents while embedding only a few of them."""
+    tc = cfg.train
+    themes = cfg.theme_names
+    extra, _ = sample_corpus(shards, cfg, tc.distill_size + sample.height, tc.seed + 1)
+    extra = extra.join(sample.select("shard", "row"), on=["shard", "row"], how="anti").head(tc.distill_size)
+    m = extra.height
+    if m == 0:
+        return [], [], {"documents": 0}
+    ft_text = fasttext_input(extra["text"], cfg.fasttext.max_chars)
+    probs: dict[str, np.ndarray] = {}
+    for key, fname in files.items():
+        probs.update(fasttext_probs(load_fasttext(model_dir / fname), ft_text, themes, key))
+    per_theme = max(1, math.ceil(tc.distill_embed_fraction * m / len(themes)))
+    chosen = np.zeros(m, dtype=bool)
+    for t in themes:
+        chosen[np.argsort(-probs[t], kind="stable")[:per_theme]] = True
+    rows = np.flatnonzero(chosen)
+    texts = extra["text"].to_list()
+    progress(f"distillation: the student ranks {m:,} more documents; embedding its top {len(rows):,}")
+    emb = embedder.encode([texts[i] for i in rows]) if len(rows) else np.zeros((0, 1), dtype=np.float32)
+    labels: list[list[str]] = [[] for _ in range(m)]
+    positives: dict[str, int] = {}
+    n_top = round(tc.student_positive_fraction * m)
+    for t in themes:
+        p = predict_logistic(emb.astype(np.float64), *heads[t]) if len(rows) else np.zeros(0)
+        on = set(rows[p >= tc.teacher_threshold].tolist())
+        if n_top:
+            on |= set(rows[np.argsort(-p, kind="stable")[:n_top]].tolist())
+        for i in on:
+            labels[i].append(t)
+        positives[t] = len(on)
+    info = {"documents": m, "embedded": int(len(rows)), "positives": positives}
+    progress(f"distillation: {m:,} documents labelled by the head ({positives})")
+    return ft_text, labels, info
+
+
 def train(
     inputs: Sequence[str | Path],
     cfg: Config,
@@ -460,52 +510,74 @@ def train(
         quantized: dict[str, bool] = {}
         quant_drop: dict[str, float] = {}
         val_metrics: dict[str, Any] = {}
-        jobs: list[tuple[str, str, list[list[str]]]]
-        if cfg.fasttext.mode == "ova":
-            jobs = [("ova", "fasttext", train_labels)]
-        else:
-            jobs = [
-                (t, f"fasttext-{t}", [["pos"] if t in ll else ["neg"] for ll in train_labels]) for t in themes
-            ]
-        for key, stem, job_labels in jobs:
-            train_file = tmp / f"{stem}.train.txt"
-            n_written = _write_fasttext_file(train_file, train_text, job_labels, reps, tc.seed)
-            loss = "ova" if key == "ova" else "softmax"
-            progress(f"training fastText ({key}) on {n_written:,} lines")
-            bin_path, ftz_path = tmp / f"{stem}.bin", tmp / f"{stem}.ftz"
-            want_q = cfg.fasttext.quantize and len(val_text) > 0
-            _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
 
-            full = fasttext_probs(load_fasttext(bin_path), val_text, themes, key)
-            suffix = ".bin"
-            if want_q:
-                q = fasttext_probs(load_fasttext(ftz_path), val_text, themes, key)
-                drops = [
-                    average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
-                    for t in full
-                    if val_truth[t].any()
+        def fit_students(train_text: list[str], train_labels: list[list[str]], reps: list[int]) -> None:
+            """Train the fastText student(s) on these lines; keep the model(s) and their validation figures."""
+            jobs: list[tuple[str, str, list[list[str]]]]
+            if cfg.fasttext.mode == "ova":
+                jobs = [("ova", "fasttext", train_labels)]
+            else:
+                jobs = [
+                    (t, f"fasttext-{t}", [["pos"] if t in ll else ["neg"] for ll in train_labels])
+                    for t in themes
                 ]
-                quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
-                if quant_drop[key] < 0.01:
-                    suffix, full = ".ftz", q
-            (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
-            quantized[key] = suffix == ".ftz"
-            fname = stem + suffix
-            files[key] = fname
-            val_probs.update(full)
-            # the kept model on the whole sample, for selection thresholds when validation is too small
-            all_probs.update(fasttext_probs(load_fasttext(tmp / fname), ft_doc_text, themes, key))
-            for t, p in full.items():
-                truth = val_truth[t]
-                prec, rec = precision_recall_at(p, truth, 0.5)
-                val_metrics[t] = {
-                    "n_validation": len(val_text),
-                    "n_positive": int(truth.sum()),
-                    "average_precision": round(average_precision(p, truth), 4) if truth.any() else None,
-                    "precision_at_0.5": None if prec is None else round(prec, 4),
-                    "recall_at_0.5": None if rec is None else round(rec, 4),
+            for key, stem, job_labels in jobs:
+                train_file = tmp / f"{stem}.train.txt"
+                n_written = _write_fasttext_file(train_file, train_text, job_labels, reps, tc.seed)
+                loss = "ova" if key == "ova" else "softmax"
+                progress(f"training fastText ({key}) on {n_written:,} lines")
+                bin_path, ftz_path = tmp / f"{stem}.bin", tmp / f"{stem}.ftz"
+                want_q = cfg.fasttext.quantize and len(val_text) > 0
+                _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
+
+                full = fasttext_probs(load_fasttext(bin_path), val_text, themes, key)
+                suffix = ".bin"
+                if want_q:
+                    q = fasttext_probs(load_fasttext(ftz_path), val_text, themes, key)
+                    drops = [
+                        average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
+                        for t in full
+                        if val_truth[t].any()
+                    ]
+                    quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
+                    if quant_drop[key] < 0.01:
+                        suffix, full = ".ftz", q
+                (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
+                quantized[key] = suffix == ".ftz"
+                fname = stem + suffix
+                files[key] = fname
+                val_probs.update(full)
+                # the kept model on the whole sample, for selection thresholds when validation is too small
+                all_probs.update(fasttext_probs(load_fasttext(tmp / fname), ft_doc_text, themes, key))
+                for t, p in full.items():
+                    truth = val_truth[t]
+                    prec, rec = precision_recall_at(p, truth, 0.5)
+                    val_metrics[t] = {
+                        "n_validation": len(val_text),
+                        "n_positive": int(truth.sum()),
+                        "average_precision": round(average_precision(p, truth), 4) if truth.any() else None,
+                        "precision_at_0.5": None if prec is None else round(prec, 4),
+                        "recall_at_0.5": None if rec is None else round(rec, 4),
+                    }
+                os.remove(train_file)
+
+        fit_students(train_text, train_labels, reps)
+        distill_info: dict[str, Any] = {"documents": 0}
+        if tc.distill_size > 0:
+            extra_text, extra_labels, distill_info = distill_lines(
+                shards, cfg, sample, embedder, heads, files, tmp, progress
+            )
+            if extra_text:
+                train_text, train_labels = train_text + extra_text, train_labels + extra_labels
+                pos_counts = Counter(t for ll in train_labels for t in ll)
+                rep_of = {
+                    t: min(MAX_REPEAT, math.ceil(tc.positive_share * len(train_text) / max(pos_counts[t], 1)))
+                    for t in themes
                 }
-            os.remove(train_file)
+                reps = [max([1, *(rep_of[t] for t in ll)]) for ll in train_labels]
+                for fname in files.values():  # the first student is replaced
+                    (tmp / fname).unlink(missing_ok=True)
+                fit_students(train_text, train_labels, reps)
 
         # --- gates ------------------------------------------------------------------------------------
         per_theme = cfg.cascade.target_embed_fraction / len(themes)
@@ -618,6 +690,7 @@ def train(
                 for t in themes
             },
             "teacher": head_info,
+            "distillation": distill_info,
             "validation": val_metrics,
             "gates": gates,
             "thresholds": thresholds,

@@ -130,3 +130,26 @@ def test_the_teacher_learns_from_labels_once_it_has_enough(cfg: Config):
     # the unlabelled on-theme documents (10..39) outrank the unlabelled rest
     p = t_many.strict["honesty"]
     assert p[10:40].mean() > 0.5 > p[40:300].mean()
+
+
+def test_distillation_labels_more_documents_embedding_only_the_students_top(tmp_path):
+    """The student learns the head's judgement on `train.distill_size` further documents, of which only the
+    first student's top `distill_embed_fraction` per theme are embedded; the rest are its negatives. The
+    card says what was done and only the second student is kept."""
+    from selector.paths import demo_corpus_dir
+    from selector.train import train
+
+    from tests.conftest import quick_config
+
+    cfg = quick_config().replace("train", sample_size=150, distill_size=150, distill_embed_fraction=0.2)
+    card = train([demo_corpus_dir()], cfg, tmp_path / "c", progress=lambda m: None)
+    d = card["distillation"]
+    assert d["documents"] == 150
+    assert 0 < d["embedded"] <= 4 * 8  # ceil(0.2 * 150 / 4) per theme, 4 themes
+    assert set(d["positives"]) == set(THEMES)
+    assert (
+        card["label_counts"]["honesty"]["train_positive"] + card["label_counts"]["honesty"]["train_negative"]
+        > 150
+    )
+    files = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert files == sorted(["card.json", "head.npz", *card["files"]["fasttext"].values()])  # one student kept
