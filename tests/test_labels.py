@@ -138,7 +138,6 @@ def test_distillation_labels_more_documents_embedding_only_the_students_top(tmp_
     card says what was done and only the second student is kept."""
     from selector.paths import demo_corpus_dir
     from selector.train import train
-
     from tests.conftest import quick_config
 
     cfg = quick_config().replace("train", sample_size=150, distill_size=150, distill_embed_fraction=0.2)
