@@ -122,8 +122,12 @@ class AnnotateConfig:
     max_answer_tokens: int = 400  # the answer's max_tokens
     temperature: float = 0.0
     timeout_s: float = 120.0  # per request
-    retries: int = 4  # after a connection error, a timeout, HTTP 429 or 5xx, with exponential backoff + jitter
-    backoff_s: float = 1.0  # the first retry's delay (doubling up to max_backoff_s, or the server's Retry-After)
+    retries: int = (
+        4  # after a connection error, a timeout, HTTP 429 or 5xx, with exponential backoff + jitter
+    )
+    backoff_s: float = (
+        1.0  # the first retry's delay (doubling up to max_backoff_s, or the server's Retry-After)
+    )
     max_backoff_s: float = 60.0
     answer_retries: int = 1  # an invalid answer is asked again this many times, then counted as unparseable
     concurrency: int = 4  # requests in flight
@@ -388,13 +392,23 @@ def _validate_section(name: str, obj: Any) -> None:
             f">= 0 and below annotate.max_document_tokens ({obj.max_document_tokens})",
             obj.tail_tokens,
         )
-        _check(0.5 <= obj.chars_per_token <= 16, f"{a}.chars_per_token", "between 0.5 and 16", obj.chars_per_token)
+        _check(
+            0.5 <= obj.chars_per_token <= 16,
+            f"{a}.chars_per_token",
+            "between 0.5 and 16",
+            obj.chars_per_token,
+        )
         _check(obj.max_answer_tokens >= 16, f"{a}.max_answer_tokens", ">= 16", obj.max_answer_tokens)
         _check(0 <= obj.temperature <= 2, f"{a}.temperature", "in [0, 2]", obj.temperature)
         _check(obj.timeout_s > 0, f"{a}.timeout_s", "> 0", obj.timeout_s)
         _check(obj.retries >= 0, f"{a}.retries", ">= 0", obj.retries)
         _check(obj.backoff_s >= 0, f"{a}.backoff_s", ">= 0", obj.backoff_s)
-        _check(obj.max_backoff_s >= obj.backoff_s, f"{a}.max_backoff_s", ">= annotate.backoff_s", obj.max_backoff_s)
+        _check(
+            obj.max_backoff_s >= obj.backoff_s,
+            f"{a}.max_backoff_s",
+            ">= annotate.backoff_s",
+            obj.max_backoff_s,
+        )
         _check(obj.answer_retries >= 0, f"{a}.answer_retries", ">= 0", obj.answer_retries)
         _check(1 <= obj.concurrency <= 256, f"{a}.concurrency", "between 1 and 256", obj.concurrency)
 
