@@ -50,7 +50,7 @@ from .embed import SeedIndex, make_embedder
 from .errors import InputError, SelectorError
 from .head import fit_logistic, predict_logistic
 from .keys import seeded_key
-from .labels import read_label_csv
+from .labels import read_label_files
 from .metrics import average_precision, best_f1_threshold, precision_recall_at
 from .paths import make_temp_dir, replace_dir
 from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
@@ -313,7 +313,8 @@ def train(
     t0 = time.time()
     themes = cfg.theme_names
     tc = cfg.train
-    human = read_label_csv(labels_path, themes) if labels_path else {}
+    label_set = read_label_files([labels_path], themes) if labels_path else None
+    human = label_set.labels if label_set else {}
     seeds = load_seeds(cfg)
 
     shards = discover_shards(inputs)
@@ -530,6 +531,9 @@ def train(
                 "n_train": int((~split).sum()),
                 "n_validation": int(split.sum()),
                 "human_labels": len(human),
+                # who gave them: a person's name, or llm:<model> for `selector annotate` (a person's label beats
+                # an LLM's for the same document and theme)
+                "label_sources": label_set.sources if label_set else {},
                 "human_labels_file": str(labels_path) if labels_path else None,
                 "human_labels_sha256": file_sha256(Path(labels_path)) if labels_path else None,
             },

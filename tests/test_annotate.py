@@ -817,3 +817,24 @@ def test_human_labels_beat_llm_labels_whatever_the_file_order(tmp_path):
     assert read_label_csv(llm, THEMES) == {("a", "honesty"): 1, ("b", "honesty"): 1, ("c", "honesty"): 0}
     with pytest.raises(InputError, match=r"llm.csv:2: theme 'honesty' is not configured \(kindness\)"):
         read_label_files([llm], ["kindness"])
+
+
+def test_a_classifier_card_records_every_label_source(tmp_path, cfg):
+    """`selector train --labels` with the annotator's rows and a person's: the person's label wins for the
+    pair both labelled, and the card counts the labels it used by source."""
+    from selector.train import train
+
+    docs = [{"id": f"h{i}", "text": "honesty truth admit mistakes lying trust " * 5} for i in range(5)]
+    docs += [
+        {"id": f"o{i}", "text": f"recipe pasta {i} boil water salt tomato basil " * 5} for i in range(30)
+    ]
+    p = write_jsonl(tmp_path / "d.jsonl", docs)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "doc_id,theme,label,reviewer,time,reason\n"
+        "h0,honesty,on,llm:m,t,r\nh1,honesty,on,llm:m,t,r\no0,honesty,on,llm:m,t,r\n"
+        "o0,honesty,off_theme,ana,t,\n"
+    )
+    card = train([p], cfg, tmp_path / "clf", labels_path=labels, progress=lambda m: None)
+    assert card["trained_on"]["human_labels"] == 3
+    assert card["trained_on"]["label_sources"] == {"ana": 1, "llm:m": 2}
