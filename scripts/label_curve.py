@@ -171,6 +171,41 @@ class Curve:
         return out
 
 
+class CachedEmbedder:
+    """Serves embeddings of development documents from the Bench cache (looked up by the first 2,048
+    characters, as the cache embedded them) and embeds anything else (the seeds) with the real model."""
+
+    def __init__(self, b: Bench, texts: list[str], real: Any):
+        self.by_prefix = {t[:2048]: i for i, t in enumerate(texts)}
+        self.b, self.real = b, real
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = [self.by_prefix.get(t[:2048]) for t in texts]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        out = np.zeros((len(texts), self.b.emb.shape[1]), dtype=np.float32)
+        if missing:
+            out[missing] = self.real.encode([texts[i] for i in missing])
+        have = [i for i, r in enumerate(rows) if r is not None]
+        out[have] = self.b.emb[[rows[i] for i in have]]
+        return out
+
+
+def train_r0(b: Bench, corpus: Path, out: Path) -> None:
+    """`selector train` on the development corpus from the seeds alone (as `scripts/eval_quality.py` trains
+    it), with the sample's embeddings served from the cache instead of computed a second time."""
+    import selector.train as tr
+    from selector.embed import make_embedder
+
+    texts: list[str] = [""] * len(b.ids)
+    for sh in discover_shards([str(corpus / p) for p in PARTS]):
+        for batch in read_shard(sh, b.cfg.read):
+            for d, t in zip(batch["doc_id"].to_list(), batch["text"].to_list(), strict=True):
+                texts[b.row[d]] = t
+    real = make_embedder(b.cfg.embedding)
+    tr.make_embedder = lambda cfg: CachedEmbedder(b, texts, real)  # type: ignore[assignment]
+    tr.train([str(corpus / p) for p in PARTS], b.cfg, out, progress=lambda m: print(m, file=sys.stderr))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="../shared/corpus")
@@ -192,6 +227,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     b = Bench(corpus, Path(args.work), Path(args.labels), cfg)
+    if not (Path(args.classifier) / "card.json").exists():
+        train_r0(b, corpus, Path(args.classifier))
     c = Curve(b, corpus, Path(args.classifier), args.seed)
     for f in (0, 1):
         pos = {t: int(((c.fold == f) & (b.truth[t] == 1)).sum()) for t in THEMES}

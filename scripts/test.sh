@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install_llm_server.sh  # llama.cpp's server + SmolLM2-135M for tests/test_annotate.py
 . .venv/bin/activate
 ruff check selector tests scripts
 ruff format --check selector tests scripts

@@ -348,6 +348,7 @@ def cli() -> None:
       selector materialize runs/cc/manifest --out runs/cc/materialized
       selector audit runs/cc/manifest --out runs/cc/audit
       selector eval --scores runs/cc --labels labels.jsonl
+      selector annotate dumps/ --endpoint http://127.0.0.1:8000/v1 --model NAME --budget 500 --out llm.csv
     """
 
 
@@ -901,6 +902,95 @@ def audit(
             + (f"; below {target_precision}: {', '.join(v['below_target'])}" if v["below_target"] else "")
         )
     _emit(report)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--endpoint",
+    required=True,
+    help="Base URL of an OpenAI-compatible server; requests go to URL/chat/completions (e.g. "
+    "http://127.0.0.1:8000/v1).",
+)
+@click.option("--model", required=True, help="The model name the server knows.")
+@click.option(
+    "--budget", type=click.IntRange(1), required=True, help="Documents to annotate: the first N of INPUTS."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="LABELS.csv to write (doc_id,theme,label,reviewer,time,reason); its card goes to LABELS.json.",
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key, sent as a bearer token (not needed by local servers).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Requests in flight (default from config: 4).",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite answer cache (default: LABELS.csv.cache.sqlite); a rerun asks only what it lacks.",
+)
+@click.option(
+    "--retry-unparseable", is_flag=True, help="Ask again for documents whose cached answer was invalid."
+)
+@config_options
+def annotate(
+    inputs: tuple[str, ...],
+    endpoint: str,
+    model: str,
+    budget: int,
+    out: str,
+    api_key_env: str,
+    concurrency: int | None,
+    cache_path: str | None,
+    retry_unparseable: bool,
+    cfg: Any,
+    progress: Callable[[str], None],
+) -> None:
+    """Label the first BUDGET documents of INPUTS for every theme with an LLM behind any OpenAI-compatible
+    chat-completions server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs): one request per document,
+    the themes' rubrics from the config, a JSON answer per theme (on / off / unsure and a reason). Writes
+    LABELS.csv for `selector train --labels` and the audit, and a LABELS.json card. Answers are cached: an
+    interrupted run is resumed by running the same command again.
+
+    \b
+    Examples:
+      selector annotate dumps/sample.jsonl --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct \\
+        --budget 500 --out labels/llm.csv
+      OPENAI_API_KEY=... selector annotate dumps/ --endpoint https://api.openai.com/v1 --model gpt-4o-mini \\
+        --budget 200 --out labels/gpt.csv --concurrency 8
+    """
+    from .annotate import AnnotateOptions, annotate_inputs
+
+    opts = AnnotateOptions(
+        endpoint=endpoint,
+        model=model,
+        out=Path(out),
+        budget=budget,
+        cache=Path(cache_path) if cache_path else None,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        retry_unparseable=retry_unparseable,
+    )
+    card = annotate_inputs(list(inputs), cfg, opts, progress=progress)
+    _emit(
+        {
+            "labels_file": str(opts.out),
+            "card": str(opts.card_path),
+            **{k: card[k] for k in ("documents", "labels")},
+        }
+    )
 
 
 @cli.command("eval", context_settings=CONTEXT)

@@ -42,6 +42,7 @@ class ThemeConfig:
     target_share: float = 0.0  # share of the run's tokens the stream should have...
     target_tokens: int = 0  # ...or its tokens directly (at most one of the two; neither: each document once)
     description: str = ""
+    rubric: str = ""  # what `selector annotate` tells the LLM: the definition, on- and off-theme, hard cases
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,29 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class AnnotateConfig:
+    """`selector annotate`: how documents are cut and sent to an OpenAI-compatible chat-completions server.
+    Tokens are estimated as characters / chars_per_token (no tokenizer is loaded: the server's model is
+    unknown to the client), so the budgets are approximate."""
+
+    max_document_tokens: int = 2000  # a longer document is cut to its head and a tail window (counted)
+    tail_tokens: int = 300  # of max_document_tokens, taken from the document's end (0: head only)
+    chars_per_token: float = 4.0  # the estimate: about 4 characters per token for English web text
+    max_answer_tokens: int = 400  # the answer's max_tokens
+    temperature: float = 0.0
+    timeout_s: float = 120.0  # per request
+    retries: int = (
+        4  # after a connection error, a timeout, HTTP 429 or 5xx, with exponential backoff + jitter
+    )
+    backoff_s: float = (
+        1.0  # the first retry's delay (doubling up to max_backoff_s, or the server's Retry-After)
+    )
+    max_backoff_s: float = 60.0
+    answer_retries: int = 1  # an invalid answer is asked again this many times, then counted as unparseable
+    concurrency: int = 4  # requests in flight
+
+
+@dataclass(frozen=True)
 class Config:
     themes: tuple[ThemeConfig, ...]
     read: ReadConfig = field(default_factory=ReadConfig)
@@ -126,6 +150,7 @@ class Config:
     fasttext: FastTextConfig = field(default_factory=FastTextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     source: str = "<defaults>"
 
     @property
@@ -150,19 +175,26 @@ class Config:
 
         return conv(dataclasses.asdict(self))  # type: ignore[no-any-return]
 
+    def _scoring_dict(self) -> dict[str, Any]:
+        """`to_dict()` without what only `selector annotate` reads (the [annotate] section and the rubrics),
+        which changes no score, classifier or manifest."""
+        d = self.to_dict()
+        for k in ("source", "annotate"):
+            d.pop(k, None)
+        d["themes"] = [{k: v for k, v in t.items() if k != "rubric"} for t in d["themes"]]
+        return d
+
     def hash(self) -> str:
         """Hash of the resolved settings that change results (not where the file was loaded from)."""
-        d = self.to_dict()
-        d.pop("source", None)
+        d = self._scoring_dict()
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def training_hash(self) -> str:
         """Hash of the settings that change a trained classifier: not the selection settings ([select], and
         each theme's threshold, top_fraction and targets), so changing those never retrains."""
-        d = self.to_dict()
-        for k in ("source", "select"):
-            d.pop(k, None)
+        d = self._scoring_dict()
+        d.pop("select", None)
         d["themes"] = [
             {
                 k: v
@@ -199,6 +231,7 @@ _SECTIONS: dict[str, type] = {
     "fasttext": FastTextConfig,
     "train": TrainConfig,
     "select": SelectConfig,
+    "annotate": AnnotateConfig,
 }
 
 THEME_KEYS = (
@@ -209,6 +242,7 @@ THEME_KEYS = (
     "target_share",
     "target_tokens",
     "description",
+    "rubric",
 )
 
 
@@ -247,10 +281,12 @@ def _validated_theme(t: ThemeConfig) -> ThemeConfig:
         raise ConfigError(
             f"{k}: set target_share or target_tokens, not both (got {t.target_share} and {t.target_tokens})"
         )
+    _check(isinstance(t.rubric, str), f"{k}.rubric", "a string (the annotator's rubric)", t.rubric)
     if not t.upsample and (t.target_share or t.target_tokens):
         raise ConfigError(f"{k}: upsample = false, so it takes no target_share or target_tokens")
     return dataclasses.replace(
         t,
+        rubric=t.rubric.strip(),
         threshold=thr if thr == "auto" else float(thr),
         top_fraction=float(t.top_fraction),
         target_share=float(t.target_share),
@@ -371,6 +407,34 @@ def _validate_section(name: str, obj: Any) -> None:
             0 < obj.near_dup_threshold <= 1, "select.near_dup_threshold", "in (0, 1]", obj.near_dup_threshold
         )
         _check(0 < obj.max_domain_share <= 1, "select.max_domain_share", "in (0, 1]", obj.max_domain_share)
+    elif name == "annotate":
+        a = "annotate"
+        _check(obj.max_document_tokens >= 16, f"{a}.max_document_tokens", ">= 16", obj.max_document_tokens)
+        _check(
+            0 <= obj.tail_tokens < obj.max_document_tokens,
+            f"{a}.tail_tokens",
+            f">= 0 and below annotate.max_document_tokens ({obj.max_document_tokens})",
+            obj.tail_tokens,
+        )
+        _check(
+            0.5 <= obj.chars_per_token <= 16,
+            f"{a}.chars_per_token",
+            "between 0.5 and 16",
+            obj.chars_per_token,
+        )
+        _check(obj.max_answer_tokens >= 16, f"{a}.max_answer_tokens", ">= 16", obj.max_answer_tokens)
+        _check(0 <= obj.temperature <= 2, f"{a}.temperature", "in [0, 2]", obj.temperature)
+        _check(obj.timeout_s > 0, f"{a}.timeout_s", "> 0", obj.timeout_s)
+        _check(obj.retries >= 0, f"{a}.retries", ">= 0", obj.retries)
+        _check(obj.backoff_s >= 0, f"{a}.backoff_s", ">= 0", obj.backoff_s)
+        _check(
+            obj.max_backoff_s >= obj.backoff_s,
+            f"{a}.max_backoff_s",
+            ">= annotate.backoff_s",
+            obj.max_backoff_s,
+        )
+        _check(obj.answer_retries >= 0, f"{a}.answer_retries", ">= 0", obj.answer_retries)
+        _check(1 <= obj.concurrency <= 256, f"{a}.concurrency", "between 1 and 256", obj.concurrency)
 
 
 def _build_section(name: str, raw: Any) -> Any:
@@ -445,6 +509,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
                     target_share=t.get("target_share", 0.0),
                     target_tokens=t.get("target_tokens", 0),
                     description=str(t.get("description", "")),
+                    rubric=t.get("rubric", ""),
                 )
             )
         )

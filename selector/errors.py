@@ -23,3 +23,7 @@ class ManifestError(SelectorError):
 
 class ExportError(SelectorError):
     """A manifest cannot be exported, or a written export disagrees with its manifest."""
+
+
+class AnnotateError(SelectorError):
+    """An LLM endpoint cannot be reached, rejects the requests, or stopped answering during `selector annotate`."""

@@ -1,7 +1,11 @@
 """Labels: one CSV format (`doc_id,theme,label[,reviewer,time,reason]`) read the same way by `train`,
-`select`, `audit` and `eval`. Labels: on_theme / off_theme / unsure (also on/off, 1/0, yes/no, true/false);
-`unsure` is ignored. A reviewer `llm:<model>` marks an annotator's label; any other reviewer (or none) is a
-person's, and a person's label wins over an annotator's for the same document and theme."""
+`select`, `eval` and `audit`, whether a person gave them (the audit page) or `selector annotate` did
+(reviewer `llm:<model>`). Labels: on_theme / off_theme / unsure (also on/off, 1/0, yes/no, true/false);
+`unsure` gives no label.
+
+Where several files are read, a label given by a person beats one given by an LLM for the same document and
+theme (`read_label_files`), even a person's `unsure` (the pair then has no label); among labels of the
+same kind the last row read wins."""
 
 from __future__ import annotations
 
@@ -18,69 +22,49 @@ from .errors import InputError
 POSITIVE_LABELS = {"1", "on", "on_theme", "on-theme", "yes", "true", "positive", "pos"}
 NEGATIVE_LABELS = {"0", "off", "off_theme", "off-theme", "no", "false", "negative", "neg"}
 IGNORED_LABELS = {"unsure", "?", "skip", ""}
+LLM_REVIEWER_PREFIX = "llm:"
+UNNAMED_REVIEWER = "(no reviewer)"  # the source of rows whose reviewer column is absent or empty
 
 
-LLM_PREFIX = "llm:"
-
-
-def read_label_csv(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
-    """CSV -> {(doc_id, theme): 1 or 0}. Where a document was labelled twice for a theme, the last row wins."""
-    return {k: v for k, (v, _who, _why) in _read_rows(path, themes).items()}
+def is_llm_reviewer(reviewer: str) -> bool:
+    """True for labels written by `selector annotate` (reviewer `llm:<model>`)."""
+    return reviewer.startswith(LLM_REVIEWER_PREFIX)
 
 
 @dataclass
 class LabelSet:
-    """Labels merged from several files: `labels` {(doc_id, theme): 1 or 0}, `reviewer` and `reason` of
-    the label kept, and what the card records (`info`: files with hashes, counts per source)."""
+    """Labels after precedence: `labels` maps (doc_id, theme) to 1 or 0, `reviewer` and `reason` say who gave
+    the label kept and why; `sources` counts the labels by reviewer (`llm:<model>`, a person's name, or
+    UNNAMED_REVIEWER); `overridden` counts LLM labels (or LLM `unsure`s) set aside because a person labelled
+    the same pair; `files` are the files read, in order. `info` is what a card or manifest records."""
 
     labels: dict[tuple[str, str], int] = field(default_factory=dict)
     reviewer: dict[tuple[str, str], str] = field(default_factory=dict)
     reason: dict[tuple[str, str], str] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
+    overridden: int = 0
+    files: list[str] = field(default_factory=list)
+    file_hashes: list[str] = field(default_factory=list)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        on = Counter(self.reviewer[k] for k, v in self.labels.items() if v == 1)
+        return {
+            "files": [{"file": f, "sha256": h} for f, h in zip(self.files, self.file_hashes, strict=True)],
+            "labels": len(self.labels),
+            "sources": {r: {"labels": n, "on": on.get(r, 0)} for r, n in self.sources.items()},
+            "llm_labels_overridden_by_people": self.overridden,
+        }
 
 
-def is_annotator(reviewer: str) -> bool:
-    return reviewer.startswith(LLM_PREFIX)
+Row = tuple[str, str, int | None, str, str]  # doc_id, theme, 1 / 0 / None for unsure, reviewer, reason
 
 
-def read_label_files(paths: Sequence[str | Path], themes: Sequence[str]) -> LabelSet:
-    """Merge label CSVs: within a source kind the later file (and row) wins; a person's label always beats
-    an annotator's (`reviewer = llm:<model>`) for the same (doc_id, theme)."""
-    out = LabelSet()
-    files = []
-    overridden = 0
-    for p in paths:
-        rows = _read_rows(p, themes)
-        files.append(
-            {"file": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(), "labels": len(rows)}
-        )
-        for key, (v, who, why) in rows.items():
-            old = out.reviewer.get(key)
-            if old is not None and not is_annotator(old) and is_annotator(who):
-                overridden += 1
-                continue  # a person's label stays
-            if old is not None and is_annotator(old) and not is_annotator(who) and out.labels[key] != v:
-                overridden += 1
-            out.labels[key], out.reviewer[key], out.reason[key] = v, who, why
-    sources: dict[str, Counter[str]] = {}
-    for key, v in out.labels.items():
-        who = out.reviewer[key] or "human"
-        sources.setdefault(who, Counter())["on" if v else "off"] += 1
-    out.info = {
-        "files": files,
-        "labels": len(out.labels),
-        "sources": {k: dict(c) for k, c in sorted(sources.items())},
-        "annotator_labels_overridden_by_people": overridden,
-    }
-    return out
-
-
-def _read_rows(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], tuple[int, str, str]]:
-    """CSV -> {(doc_id, theme): (1 or 0, reviewer, reason)}, the last row winning."""
-    p = Path(path)
+def _rows(p: Path, themes: Sequence[str]) -> list[Row]:
+    """A labels CSV -> its rows in file order."""
     if not p.exists():
         raise InputError(f"labels file {p} not found.")
-    out: dict[tuple[str, str], tuple[int, str, str]] = {}
+    out: list[Row] = []
     with p.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         need = {"doc_id", "theme", "label"}
@@ -94,15 +78,50 @@ def _read_rows(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str],
             doc, theme, lab = r["doc_id"].strip(), r["theme"].strip(), r["label"].strip().lower()
             if theme not in themes:
                 raise InputError(f"{p}:{n}: theme {theme!r} is not configured ({', '.join(themes)}).")
+            reviewer = (r.get("reviewer") or "").strip() or UNNAMED_REVIEWER
+            reason = (r.get("reason") or "").strip()
             if lab in IGNORED_LABELS:
-                continue
-            who, why = (r.get("reviewer") or "").strip(), (r.get("reason") or "").strip()
-            if lab in POSITIVE_LABELS:
-                out[(doc, theme)] = (1, who, why)
+                out.append((doc, theme, None, reviewer, reason))
+            elif lab in POSITIVE_LABELS:
+                out.append((doc, theme, 1, reviewer, reason))
             elif lab in NEGATIVE_LABELS:
-                out[(doc, theme)] = (0, who, why)
+                out.append((doc, theme, 0, reviewer, reason))
             else:
                 raise InputError(
                     f"{p}:{n}: label {r['label']!r} is not one of on_theme/off_theme/unsure (or 1/0)."
                 )
     return out
+
+
+def read_label_files(paths: Sequence[str | Path], themes: Sequence[str]) -> LabelSet:
+    """Several labels CSVs -> one `LabelSet`. For each (doc_id, theme) a row from a person (a reviewer not
+    starting with `llm:`) beats every `llm:` row, even where the person said `unsure` (then the pair has no
+    label); otherwise the last row read wins (files in the order given, rows in file order)."""
+    kept: dict[tuple[str, str], tuple[int | None, str, str]] = {}
+    overridden = 0
+    hashes = []
+    for path in paths:
+        hashes.append(hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else "")
+        for doc, theme, value, reviewer, reason in _rows(Path(path), themes):
+            key = (doc, theme)
+            prev = kept.get(key)
+            llm = is_llm_reviewer(reviewer)
+            if prev is not None and llm and not is_llm_reviewer(prev[1]):
+                overridden += 1  # a person already labelled this pair
+                continue
+            if prev is not None and not llm and is_llm_reviewer(prev[1]):
+                overridden += 1
+            kept[key] = (value, reviewer, reason)
+    out = LabelSet(overridden=overridden, files=[str(p) for p in paths], file_hashes=hashes)
+    for k, (v, who, why) in kept.items():
+        if v is None:
+            continue
+        out.labels[k], out.reviewer[k], out.reason[k] = v, who, why
+    out.sources = dict(sorted(Counter(out.reviewer.values()).items()))
+    return out
+
+
+def read_label_csv(path: str | Path, themes: Sequence[str]) -> dict[tuple[str, str], int]:
+    """CSV -> {(doc_id, theme): 1 or 0}. A person's label beats an LLM's for the same pair; otherwise, where a
+    document was labelled twice for a theme, the last row wins."""
+    return read_label_files([path], themes).labels

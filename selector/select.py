@@ -39,7 +39,7 @@ from . import __version__
 from .config import Config
 from .errors import ManifestError
 from .keys import seeded_key
-from .labels import LabelSet
+from .labels import UNNAMED_REVIEWER, LabelSet
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
 from .paths import make_temp_dir, replace_dir
@@ -370,7 +370,8 @@ def label_columns(labels: LabelSet | None, themes: list[str]) -> pl.DataFrame | 
             continue
         r = rows.setdefault(doc, {"doc_id": doc})
         r[f"_on_{t}"], r[f"_off_{t}"] = v == 1, v == 0
-        who = labels.reviewer.get((doc, t)) or "a person"
+        who = labels.reviewer.get((doc, t)) or UNNAMED_REVIEWER
+        who = "a person" if who == UNNAMED_REVIEWER else who
         why = labels.reason.get((doc, t)) or ""
         r[f"_why_{t}"] = f"{who}{': ' + why if why else ''}"
     schema: dict[str, Any] = {"doc_id": pl.String}

@@ -29,8 +29,10 @@ def test_people_beat_the_annotator_whatever_the_file_order(tmp_path):
         ls = read_label_files(order, THEMES)
         assert ls.labels == {("a", "honesty"): 0, ("b", "honesty"): 0, ("c", "cooperation"): 1}
         assert ls.reviewer[("a", "honesty")] == "ana"
-        assert ls.info["annotator_labels_overridden_by_people"] == 1
-        assert ls.info["sources"] == {"ana": {"off": 1}, "human": {"on": 1}, "llm:m1": {"off": 1}}
+        assert ls.reason[("b", "honesty")] == "no"
+        assert ls.overridden == 1
+        assert ls.sources == {"(no reviewer)": 1, "ana": 1, "llm:m1": 1}
+        assert ls.info["sources"]["(no reviewer)"] == {"labels": 1, "on": 1}
         assert len(ls.info["files"]) == 2 and all(len(f["sha256"]) == 64 for f in ls.info["files"])
 
 
