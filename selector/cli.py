@@ -905,7 +905,28 @@ def audit(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1, required=False)
+@click.option(
+    "--scores",
+    "scores_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Choose the documents from a `selector score` directory by the labelling strategy (docs/labelling.md) "
+    "instead of taking INPUTS; writes the plan beside the labels (LABELS.plan.parquet).",
+)
+@click.option(
+    "--candidates",
+    is_flag=True,
+    help="With --scores: label exactly the documents that reach a theme's threshold (the annotator as the "
+    "cascade's last stage; feed the labels to `selector select --labels`).",
+)
+@click.option(
+    "--labels",
+    "known_labels",
+    type=click.Path(dir_okay=False, exists=True),
+    multiple=True,
+    help="With --scores: labels from earlier rounds; their documents join the plan at no cost (repeatable).",
+)
 @click.option(
     "--endpoint",
     required=True,
@@ -914,7 +935,10 @@ def audit(
 )
 @click.option("--model", required=True, help="The model name the server knows.")
 @click.option(
-    "--budget", type=click.IntRange(1), required=True, help="Documents to annotate: the first N of INPUTS."
+    "--budget",
+    type=click.IntRange(1),
+    required=True,
+    help="Documents to annotate: the first N of INPUTS, or N new documents of the plan (--scores).",
 )
 @click.option(
     "--out",
@@ -947,6 +971,9 @@ def audit(
 @config_options
 def annotate(
     inputs: tuple[str, ...],
+    scores_dir: str | None,
+    candidates: bool,
+    known_labels: tuple[str, ...],
     endpoint: str,
     model: str,
     budget: int,
@@ -958,20 +985,34 @@ def annotate(
     cfg: Any,
     progress: Callable[[str], None],
 ) -> None:
-    """Label the first BUDGET documents of INPUTS for every theme with an LLM behind any OpenAI-compatible
-    chat-completions server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs): one request per document,
-    the themes' rubrics from the config, a JSON answer per theme (on / off / unsure and a reason). Writes
-    LABELS.csv for `selector train --labels` and the audit, and a LABELS.json card. Answers are cached: an
-    interrupted run is resumed by running the same command again.
+    """Label documents for every theme with an LLM behind any OpenAI-compatible chat-completions server
+    (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs): one request per document, the themes' rubrics from
+    the config, a JSON answer per theme (on / off / unsure and a reason). The documents are the first BUDGET
+    of INPUTS, or BUDGET chosen from scores by the labelling strategy (--scores: around the thresholds, where
+    fastText and the embedding head disagree, the top, and a random background, each label weighted for
+    unbiased estimates). Writes LABELS.csv for `selector train --labels`, `select --labels` and the audit,
+    and a LABELS.json card. Answers are cached: an interrupted run is resumed by running the same command.
 
     \b
     Examples:
+      selector annotate --scores runs/cc --endpoint http://127.0.0.1:8000/v1 --model NAME --budget 1000 \\
+        --out labels/r1.csv
+      selector annotate --scores runs/cc --candidates --endpoint http://127.0.0.1:8000/v1 --model NAME \\
+        --budget 5000 --out labels/candidates.csv
       selector annotate dumps/sample.jsonl --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct \\
         --budget 500 --out labels/llm.csv
       OPENAI_API_KEY=... selector annotate dumps/ --endpoint https://api.openai.com/v1 --model gpt-4o-mini \\
         --budget 200 --out labels/gpt.csv --concurrency 8
     """
     from .annotate import AnnotateOptions, annotate_inputs
+    from .sampling import annotate_scores
+
+    if bool(inputs) == bool(scores_dir):
+        raise click.UsageError(
+            "give INPUTS (label the first --budget documents) or --scores DIR (the strategy)."
+        )
+    if not scores_dir and (candidates or known_labels):
+        raise click.UsageError("--candidates and --labels choose documents from --scores DIR; give --scores.")
 
     opts = AnnotateOptions(
         endpoint=endpoint,
@@ -983,7 +1024,19 @@ def annotate(
         concurrency=concurrency,
         retry_unparseable=retry_unparseable,
     )
-    card = annotate_inputs(list(inputs), cfg, opts, progress=progress)
+    if scores_dir:
+        if cfg.source == str(default_config_path()):
+            cfg = _scores_config(scores_dir, cfg, progress)
+        card = annotate_scores(
+            scores_dir,
+            cfg,
+            opts,
+            labels_paths=list(known_labels),
+            candidates_only=candidates,
+            progress=progress,
+        )
+    else:
+        card = annotate_inputs(list(inputs), cfg, opts, progress=progress)
     _emit(
         {
             "labels_file": str(opts.out),

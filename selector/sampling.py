@@ -29,6 +29,7 @@ The design (docs/labelling.md):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from .errors import SelectorError
 from .keys import seeded_key
 
 if TYPE_CHECKING:
+    from .annotate import AnnotateOptions
     from .config import Config
     from .select import ScoresInfo
 
@@ -182,7 +184,12 @@ def plan_labels(
     source, row = scores["source"].to_list(), scores["row"].to_list()
     known = np.isin(scores["doc_id"].to_numpy(), np.array(sorted(set(labelled)), dtype=object))
     score_cols = [c for c in scores.columns if c.split("_", 1)[0] in ("score", "ft", "emb")]
-    keep = ["doc_id", "source", "row", *(c for c in ("url", "domain", "n_tokens") if c in scores.columns)]
+    keep = [
+        "doc_id",
+        "source",
+        "row",
+        *(c for c in ("url", "domain", "n_chars", "n_tokens") if c in scores.columns),
+    ]
 
     if candidates_only:
         hit = np.zeros(n, dtype=bool)
@@ -384,9 +391,9 @@ def estimate(
 
 
 def plan_from_scores(
-    scores_dir: str | Path,
     budget: int,
     cfg: Config,
+    scores_dir: str | Path,
     sample_cfg: SampleConfig = SampleConfig(),
     labelled: Iterable[str] = (),
     candidates_only: bool = False,
@@ -417,3 +424,93 @@ def read_texts(info: ScoresInfo, cfg: Config, rows: pl.DataFrame) -> Iterator[pl
     from .materialize import read_back
 
     yield from read_back(info.inputs, cfg.read, rows, info.dir / "_inputs.json")
+
+
+def annotate_scores(
+    scores_dir: str | Path,
+    cfg: Config,
+    opts: AnnotateOptions,
+    sample_cfg: SampleConfig = SampleConfig(),
+    labels_paths: Sequence[str | Path] = (),
+    candidates_only: bool = False,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict[str, Any]:
+    """`selector annotate --scores DIR`: draw the labelling plan (`opts.budget` new documents; documents in
+    `labels_paths` are certain and free), write it beside the labels (LABELS.plan.parquet and .plan.json,
+    for `selector audit --labels`), read the new documents' texts back from the scored shards and label
+    them with `selector annotate`'s client. Returns the annotation card, with the plan's summary."""
+    import json
+
+    from .annotate import annotate_documents
+    from .labels import read_label_files
+
+    known = (
+        {d for d, _t in read_label_files(list(labels_paths), cfg.theme_names).labels}
+        if labels_paths
+        else set()
+    )
+    plan, thr, info = plan_from_scores(opts.budget, cfg=cfg, scores_dir=scores_dir, sample_cfg=sample_cfg,
+                                       labelled=known, candidates_only=candidates_only)  # fmt: skip
+    population = sum(int(i["scored"]) for i in info.inputs)
+    new = plan.filter(pl.col("new"))
+    if candidates_only and new.height > opts.budget:
+        best = pl.max_horizontal([pl.col(f"score_{t}") for t in thr])
+        keep = new.sort(best, descending=True).head(opts.budget).select("source", "row")
+        progress(
+            f"warning: {new.height:,} candidates reach a threshold; labelling the {opts.budget:,} best-scored "
+            "(raise --budget to vet them all: the rest stay unvetted in the streams)"
+        )
+        plan = (
+            plan.join(keep.with_columns(_k=pl.lit(True)), on=["source", "row"], how="left")
+            .filter(pl.col("_k").fill_null(False) | ~pl.col("new"))
+            .drop("_k")
+        )
+        new = plan.filter(pl.col("new"))
+    counts: dict[str, int] = {}
+    for tags in plan["strata"].to_list():
+        for tag in tags.split():
+            counts[tag] = counts.get(tag, 0) + 1
+    strategy = (
+        f"every document at or above a threshold ({new.height:,}) of {info.dir}"
+        if candidates_only
+        else f"labelling plan over {population:,} scored documents of {info.dir} (selector/sampling.py: top, "
+        f"threshold, disagree strata per theme and a {sample_cfg.background:.0%} background; Pareto pips)"
+    )
+    progress(
+        f"plan: {new.height:,} documents to label ({plan.height - new.height:,} already labelled); {counts}"
+    )
+    stem = opts.out.with_suffix("")
+    plan_path = stem.with_name(stem.name + ".plan.parquet")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    plan.write_parquet(plan_path)
+    plan_meta = {
+        "scores_dir": str(info.dir.resolve()),
+        "population": population,
+        "thresholds": thr,
+        "budget": opts.budget,
+        "candidates_only": candidates_only,
+        "design": {k: getattr(sample_cfg, k) for k in sample_cfg.__dataclass_fields__},
+        "strata_counts": counts,
+        "plan_hash": plan_hash(plan),
+        "labels_known": [str(p) for p in labels_paths],
+    }
+    plan_path.with_suffix(".json").write_text(json.dumps(plan_meta, indent=2) + "\n")
+    if new.height == 0:
+        raise SelectorError(
+            f"the plan holds no document to label ({plan.height:,} already labelled"
+            + (", no document reaches a threshold" if candidates_only else "")
+            + f"); wrote {plan_path}."
+        )
+    rows = new.select("source", "row", "doc_id", "n_chars") if "n_chars" in new.columns else new
+
+    def docs() -> Iterator[tuple[str, str]]:
+        for hit in read_texts(info, cfg, rows):
+            yield from zip(hit["doc_id"].to_list(), hit["text"].to_list(), strict=True)
+
+    card = annotate_documents(docs(), cfg, dataclasses.replace(opts, budget=new.height), strategy, progress)
+    card["plan"] = {
+        "file": str(plan_path),
+        **{k: plan_meta[k] for k in ("population", "plan_hash", "strata_counts")},
+    }
+    opts.card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
