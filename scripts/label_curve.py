@@ -40,10 +40,29 @@ from quality_ceiling import PARTS, THEMES, Bench  # noqa: E402
 from selector.classifier import Classifier  # noqa: E402
 from selector.config import load_config  # noqa: E402
 from selector.keys import seeded_key  # noqa: E402
-from selector.metrics import average_precision  # noqa: E402
 from selector.read import discover_shards, read_shard  # noqa: E402
 from selector.sampling import SampleConfig, plan_labels  # noqa: E402
 from selector.text import fasttext_input  # noqa: E402
+
+
+def weighted_ap(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray) -> float:
+    """Average precision where each document counts `weight` times (haystack documents of a subsampled
+    corpus stand for the ones left out); equal weights give the usual average precision."""
+    order = np.argsort(-scores, kind="stable")
+    t, w = truth[order].astype(bool), weight[order]
+    tp = np.cumsum(np.where(t, w, 0.0))
+    seen = np.cumsum(w)
+    if not t.any():
+        return float("nan")
+    return float(np.sum((tp / seen)[t] * w[t]) / np.sum(w[t]))
+
+
+def haystack_ids(corpus: Path) -> set[str]:
+    out: set[str] = set()
+    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            out.update(json.loads(line)["id"] for line in fh)
+    return out
 
 
 def works(corpus: Path) -> dict[str, str]:
@@ -90,6 +109,10 @@ class Curve:
         self.r0 = {t: np.where(passed, w * emb[t], 0.0) + (1 - w) * ft[t] for t in THEMES}
         self.r0_emb = emb
         wk = works(corpus)
+        sub = corpus / "subset.json"
+        hw = json.loads(sub.read_text())["haystack_weight"] if sub.exists() else 1.0
+        hay = haystack_ids(corpus)
+        self.weight = np.array([hw if d in hay else 1.0 for d in b.ids])
         self.fold = np.array([seeded_key(seed, "fold", wk[d]) % 2 for d in b.ids])
         self.sha = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
 
@@ -166,7 +189,7 @@ class Curve:
         for t in THEMES:
             m = test & (self.b.truth[t] >= 0)
             m[list(labelled)] = False
-            out["ap"][t] = round(average_precision(head[t][m], self.b.truth[t][m] == 1), 4)
+            out["ap"][t] = round(weighted_ap(head[t][m], self.b.truth[t][m] == 1, self.weight[m]), 4)
             out["positives_labelled"][t] = int(sum(v for v in human[t].values()))
         return out
 
@@ -208,10 +231,12 @@ def train_r0(b: Bench, corpus: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default="../shared/corpus")
-    ap.add_argument("--classifier", default="runs/devset/classifier")
-    ap.add_argument("--work", default="runs/ceiling", help="Where the embeddings are cached.")
-    ap.add_argument("--labels", default="runs/devset/labels.jsonl")
+    ap.add_argument(
+        "--corpus", default="runs/devsub", help="scripts/devset_subset.py's output, or ../shared/corpus."
+    )
+    ap.add_argument("--classifier", default="runs/devsub/classifier")
+    ap.add_argument("--work", default="runs/devsub/cache", help="Where the embeddings are cached.")
+    ap.add_argument("--labels", default="runs/devsub/labels.jsonl")
     ap.add_argument("--out", default="runs/labelcurve")
     ap.add_argument("--budgets", default="0,100,250,500,1000")
     ap.add_argument("--strategies", default="plan,random,top")
