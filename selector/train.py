@@ -309,11 +309,8 @@ def fit_teacher(
         coef, bias = np.zeros(xs.shape[1]), 0.0
         pseudo = free[:0]
         from_labels = len(h_pos) >= tc.min_label_positives and len(h_neg) >= tc.min_label_positives
-        if from_labels:
-            # enough labels: they are the signal, the seeds a prior (seed_weight each), the unlabelled rest of
-            # the sample weak background negatives; no pseudo positives are needed
-            coef, bias = fit_labelled_head(seed_pos, seed_neg, xd, h_pos, h_neg, free, tc)
-        for _round in range(0 if from_labels else tc.teacher_rounds):
+        mix = tc.label_mix if from_labels else 0.0
+        for _round in range(tc.teacher_rounds if mix < 1 else 0):
             order = free[np.argsort(-rank[free], kind="stable")]
             pseudo, rest = order[:m_pseudo], order[m_pseudo:]
             n_pos = len(seed_pos) + len(pseudo) + len(h_pos)
@@ -323,6 +320,13 @@ def fit_teacher(
             w = np.concatenate([np.ones(n_pos + len(seed_neg) + len(h_neg)), np.full(len(rest), w_bg)])
             coef, bias = fit_logistic(x, y, w, tc.head_l2)
             rank = predict_logistic(xd, coef, bias)
+        if from_labels:
+            # enough labels: a head fitted to them (the seeds a prior, the unlabelled sample weak background
+            # negatives), its logit averaged with the seed teacher's by train.label_mix
+            lcoef, lbias = fit_labelled_head(seed_pos, seed_neg, xd, h_pos, h_neg, free, tc)
+            coef, bias = (1 - mix) * coef + mix * lcoef, (1 - mix) * bias + mix * lbias
+            if mix >= 1:
+                pseudo = free[:0]
         heads[t] = (coef, bias)
         p_docs = predict_logistic(xd, coef, bias)
         lab = p_docs >= tc.teacher_threshold
@@ -341,7 +345,11 @@ def fit_teacher(
         ps = predict_logistic(xs, coef, bias)
         teacher_seed[t] = np.where(own, ys > 0.5, ps >= tc.teacher_threshold)
         head_info[t] = {
-            "fitted_on": "labels, seeds as a prior" if from_labels else "seeds and pseudo positives",
+            "fitted_on": (
+                f"labels, seeds as a prior (label_mix {mix:g})"
+                if from_labels
+                else "seeds and pseudo positives"
+            ),
             "labelled_positive": len(h_pos),
             "labelled_negative": len(h_neg),
             "pseudo_positives": len(pseudo),

@@ -125,7 +125,7 @@ def test_the_teacher_learns_from_labels_once_it_has_enough(cfg: Config):
     }
     t_many = _teacher(cfg, many)
     info = t_many.info["honesty"]
-    assert info["fitted_on"] == "labels, seeds as a prior"
+    assert info["fitted_on"] == "labels, seeds as a prior (label_mix 1)"
     assert (info["labelled_positive"], info["labelled_negative"], info["pseudo_positives"]) == (10, 30, 0)
     coef, bias = t_many.heads["honesty"]
     assert coef.shape == (16,) and np.isfinite(bias)

@@ -94,7 +94,7 @@ def test_with_enough_labels_the_head_follows_them_not_the_seeds():
     x = docs.astype(np.float64)
     human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(10)}}
     t = run(docs, seeds, seed_emb, human=human)
-    assert t.info["t"]["fitted_on"] == "labels, seeds as a prior"
+    assert t.info["t"]["fitted_on"] == "labels, seeds as a prior (label_mix 1)"
     assert t.info["t"]["pseudo_positives"] == 0
     p = predict_logistic(x, *t.heads["t"])
     assert p[10:20].min() > p[:10].max()
