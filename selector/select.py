@@ -604,6 +604,21 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         base_add = max(0.0, total - _planned_stream_tokens(up, stream_tokens, total, sc.max_repeats)) / max(
             base_tokens, 1
         )
+    if base_add > sc.hard_max_epochs and not force:
+        # refused once, for the run, before any stream: it holds whether or not a stream has documents
+        empty = [t.name for t in up if not stream_tokens[t.name]]
+        raise ManifestError(
+            f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored corpus of "
+            f"{base_tokens:,} tokens, past select.hard_max_epochs = {sc.hard_max_epochs}. Give the training run's "
+            "real size, or score the whole corpus it draws from, or use --no-base-mix if the base is another "
+            "corpus; or allow it: --force (selector select), --force-epochs (selector run)."
+            + (
+                f" Note also that no document qualifies for {', '.join(empty)} (their streams would be empty): "
+                "see `selector score`'s calibration warning, or select by rank with --top-fraction THEME=0.001."
+                if empty
+                else ""
+            )
+        )
     for i, t in enumerate(up):
         s = cand.filter(pl.col("_best") == i).drop("_best").sort("source", "row")
         unique = int(s["n_tokens"].sum())
@@ -628,8 +643,9 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         s = s.with_columns(
             pl.Series("repeats", reps, dtype=pl.Int64), pl.Series("_expected", e, dtype=pl.Float64)
         )
-        if int(reps.max(initial=0)) + base_add > sc.hard_max_epochs and not force:
-            seen = int(reps.max()) + base_add
+        top_reps = int(reps.max(initial=0))
+        if top_reps and top_reps + base_add > sc.hard_max_epochs and not force:
+            seen = top_reps + base_add
             if base_add > sc.hard_max_epochs - 1:
                 fix = (
                     f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored "
@@ -639,7 +655,7 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
             else:
                 fix = "Lower max_repeats or the target"
             raise ManifestError(
-                f"stream {t.name}: documents would be seen {_num(seen)} times ({int(reps.max())} repeats + "
+                f"stream {t.name}: documents would be seen {_num(seen)} times ({top_reps} repeats + "
                 f"{_num(base_add)} base pass(es)), past select.hard_max_epochs = {sc.hard_max_epochs} (returns from "
                 f"repetition vanish around 16 epochs). {fix}; or allow it: --force (selector select), "
                 "--force-epochs (selector run)."

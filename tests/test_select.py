@@ -506,3 +506,44 @@ def test_a_stream_emptied_by_the_rules_says_so(tmp_path, cfg):
     rows = docs(3, "honesty", crawl_date=None)
     m = run_select(tmp_path, sel_cfg(cfg, require_provenance=True), rows)
     assert any("all 3 document(s) at or above the threshold" in w for w in m["selection"]["warnings"])
+
+
+def test_no_qualifying_document_with_a_huge_total_is_a_clear_error_not_a_traceback(tmp_path, cfg):
+    """Bug: `select --total-tokens 1T --target-share honesty=0.01` over scores where no document qualifies
+    crashed with numpy's "zero-size array to reduction operation maximum" (reps.max() of an empty stream)."""
+    c = sel_cfg(cfg, total_tokens=10**12).replace_theme("honesty", target_share=0.01)
+    rows = background(20)
+    with pytest.raises(
+        ManifestError,
+        match=r"the base mix alone is read [\d,.]+ times: --total-tokens 1,000,000,000,000 over a scored corpus "
+        r"of 2,000 tokens.*no document qualifies for honesty, cooperation, cooperative_ai",
+    ):
+        run_select(tmp_path, c, rows)
+    assert not (tmp_path / "run" / "manifest").exists()
+    # forced (or without the base mix), the manifest is written with empty streams and says why
+    m = run_select(tmp_path, c, rows, force=True, name="forced")
+    s = stream(m, "honesty")
+    assert (s["unique_documents"], s["achieved_tokens"], s["shortfall_tokens"]) == (0, 0, 10**10)
+    assert "stream honesty: no document reaches the threshold 0.500" in m["selection"]["warnings"]
+    nb = run_select(tmp_path, c.replace("select", base_in_mix=False), rows, name="nobase")
+    assert stream(nb, "honesty")["shortfall_tokens"] == 10**10
+    assert pl.read_parquet(tmp_path / "nobase" / "manifest" / "documents.parquet").height == 0
+
+
+def test_select_cli_reports_an_empty_selection_without_a_traceback(tmp_path):
+    """Bug: the same crash through the CLI: exit 1 with a traceback instead of an `Error:` line."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    root = tmp_path / "run"
+    make_scores(root, background(20))
+    args = ["select", "--scores", str(root), "--out", str(root), "--total-tokens", "1T", "--target-share",
+            "honesty=0.01", "--silent"]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and r.exception is not None and isinstance(r.exception, SystemExit)
+    assert r.output.startswith("Error: the base mix alone is read 500,000,000 times")
+    r = CliRunner().invoke(cli, [*args, "--no-base-mix"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{") :])
+    assert "stream honesty: no document reaches the threshold 0.500" in out["warnings"]
