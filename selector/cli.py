@@ -600,9 +600,11 @@ def run(
       selector run --out runs/demo
       selector run --input dumps/ --out runs/cc --workers 2
     """
+    from .select import check_manifest_out
     from .train import is_current
     from .train import train as run_train
 
+    check_manifest_out(out_dir)  # before training and scoring, not after them
     ins = list(inputs) or [str(demo_corpus_dir())]
     if not inputs and cfg.source == str(default_config_path()):
         cfg = dataclasses.replace(load_config(demo_config_path()), read=cfg.read)

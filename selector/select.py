@@ -41,7 +41,7 @@ from .errors import ManifestError
 from .keys import seeded_key
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
-from .paths import make_temp_dir, replace_dir
+from .paths import foreign_files, foreign_files_message, make_temp_dir, replace_dir
 from .score import PROVENANCE_COLUMNS, SCORES, weight_mismatch
 
 log = logging.getLogger(__name__)
@@ -818,6 +818,24 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     df.write_parquet(path, compression="zstd", statistics=True)
 
 
+MANIFEST_FILES = ("documents.parquet", "streams.parquet", "rejected.parquet", "manifest.json")
+
+
+def check_manifest_out(out_dir: str | Path) -> None:
+    """Refuse (ManifestError) when `out_dir/manifest/` holds files `selector select` did not write: replacing
+    the manifest would delete them."""
+    mdir = Path(out_dir) / MANIFEST_DIR
+    if mdir.exists() and not mdir.is_dir():
+        raise ManifestError(
+            f"{mdir} is a file, where `selector select` writes a directory; choose another --out."
+        )
+    foreign = foreign_files(mdir, lambda rel: rel in MANIFEST_FILES)
+    if foreign:
+        raise ManifestError(
+            foreign_files_message(mdir, foreign, "selector select", "writing the new manifest would delete")
+        )
+
+
 def select(
     scores_dir: str | Path,
     out_dir: str | Path,
@@ -826,6 +844,7 @@ def select(
     progress: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
     """Select from `scores_dir` and write `out_dir/manifest/` atomically; returns manifest.json's content."""
+    check_manifest_out(out_dir)
     info = load_scores_info(scores_dir)
     sel = build_selection(cfg, info, force=force)
     for w in sel.warnings:
