@@ -461,11 +461,36 @@ def _parse_lines_slow(
     return _make_frame(shard, ok_rows, ids, urls, texts, extra)
 
 
+DEFAULT_ID_COLUMN = ReadConfig.id_column
+
+
+def _check_id_column(shard: Shard, cfg: ReadConfig, names: Sequence[str]) -> None:
+    """An id column the user named (anything but the default `id`, whose absence means derived ids) must be
+    there: silently deriving ids would throw the real ones away."""
+    if cfg.id_column == DEFAULT_ID_COLUMN or cfg.id_column in names:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(cfg.id_column, list(names), n=1, cutoff=0.6)
+    id_like = [n for n in names if n.lower() == "id" or n.lower().endswith(("id", "_id"))]
+    guess = close[0] if close else (id_like[0] if id_like else None)
+    hint = (
+        f"Use --id-column {guess}."
+        if guess
+        else f"Leave --id-column out to give documents ids of the form {shard.label}#<row>."
+    )
+    raise InputError(
+        f'id column "{cfg.id_column}" not found in {shard.source}. Available: {", ".join(list(names)[:20])}. {hint}'
+    )
+
+
 def _check_text_column(shard: Shard, cfg: ReadConfig, first_line: bytes) -> None:
     try:
         obj = json.loads(first_line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return  # the line itself is bad; it is counted when parsed
+    if isinstance(obj, dict) and cfg.text_column in obj:
+        _check_id_column(shard, cfg, list(obj))
     if isinstance(obj, dict) and cfg.text_column not in obj:
         keys = ", ".join(list(obj)[:20])
         strings = {k: v for k, v in obj.items() if isinstance(v, str)}
@@ -611,6 +636,7 @@ def _parquet_batches_from(
         raise InputError(
             f'column "{cfg.text_column}" not found in {shard.source}. Available: {", ".join(names)}.{hint}'
         )
+    _check_id_column(shard, cfg, names)
     ttype = pf.schema_arrow.field(cfg.text_column).type
     if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_string_view(ttype)):
         raise InputError(

@@ -178,3 +178,45 @@ def test_non_string_text_is_skipped_whatever_else_is_in_the_batch(tmp_path):
         df, counts = read_all(p, ReadConfig(batch_size=batch_size))
         assert df["doc_id"].to_list() == ["d0", "d1"]
         assert counts.skipped["text_not_a_string"] == 2
+
+
+def test_a_named_id_column_that_is_absent_is_an_error(tmp_path):
+    """Bug: `--id-column docid` over Parquet whose column is `doc_id` exited 0 with derived ids
+    (`000_00000.parquet#0`): the real ids were thrown away silently."""
+    p = tmp_path / "000_00000.parquet"
+    pl.DataFrame({"doc_id": ["a"], "url": ["u"], "content": ["some text"]}).write_parquet(p)
+    with pytest.raises(InputError) as e:
+        read_all(p, ReadConfig(text_column="content", id_column="docid"))
+    assert str(e.value) == (
+        f'id column "docid" not found in {p}. Available: doc_id, url, content. Use --id-column doc_id.'
+    )
+    j = write_jsonl(tmp_path / "x.jsonl", [{"key": "k1", "text": "one"}])
+    with pytest.raises(InputError, match=r'id column "uid" not found in .*x.jsonl. Available: key, text. Leave '
+                       r"--id-column out to give documents ids of the form x.jsonl#<row>."):  # fmt: skip
+        read_all(j, ReadConfig(id_column="uid"))
+    # the default `id` may be absent (derived ids), and a named column that is there is used
+    df, _ = read_all(p, ReadConfig(text_column="content"))
+    assert df["doc_id"].to_list() == ["000_00000.parquet#0"]
+    df, _ = read_all(p, ReadConfig(text_column="content", id_column="doc_id"))
+    assert df["doc_id"].to_list() == ["a"]
+
+
+def test_score_cli_names_the_missing_id_column_before_writing_anything(tmp_path):
+    """Bug (same, through `selector score`): exit 0 and derived ids; now exit 1 and no output directory."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    p = tmp_path / "d.parquet"
+    pl.DataFrame({"doc_id": ["a"], "content": ["some text"]}).write_parquet(p)
+    out = tmp_path / "o"
+    r = CliRunner().invoke(
+        cli,
+        ["score", str(p), "--out", str(out), "--text-column", "content", "--id-column", "docid", "--silent"],
+    )
+    assert r.exit_code == 1
+    assert (
+        r.output
+        == f'Error: id column "docid" not found in {p}. Available: doc_id, content. Use --id-column doc_id.\n'
+    )
+    assert not (out / "scores").exists()
