@@ -174,7 +174,9 @@ def draw_sample(
         )
         if any(r.height for r in rows)
         else pl.DataFrame(
-            schema={c: documents.schema.get(c, pl.Float64 if c == "sample_weight" else pl.String) for c in cols}
+            schema={
+                c: documents.schema.get(c, pl.Float64 if c == "sample_weight" else pl.String) for c in cols
+            }
         )  # typed as the documents are, so the joins on (source, row) below work on an empty sample
     )
     order = {s: i for i, s in enumerate(streams)}
