@@ -209,9 +209,16 @@ def _planned_stream_tokens(up: list[Any], unique: dict[str, int], total: int, ca
     return out
 
 
-def domain_cap(stream: pl.DataFrame, score_col: str, share: float) -> tuple[list[int], dict[str, float]]:
-    """Rows (`_i`) to drop so that no domain holds more than `share` of the tokens the stream keeps; each
-    domain keeps at least its best document. Returns them and each capped domain's share before the cap.
+def domain_cap(
+    stream: pl.DataFrame, score_col: str, share: float, min_documents: int = 0
+) -> tuple[list[int], dict[str, float], float]:
+    """Rows (`_i`) to drop so that no domain holds more than the cap of the tokens the stream keeps; each
+    domain keeps at least its best document. Returns them, each capped domain's share before the cap, and the
+    cap applied.
+
+    The cap binds only where other sites exist: with n sites in the stream (documents without a domain
+    count as one) and n < 1/share, no arrangement can keep every site under `share`, so the cap is 1/n
+    (one site: nothing is dropped). Dropping stops when the stream would keep fewer than `min_documents`.
     A fixed point: dropping shrinks the stream, so shares are recomputed until none is over."""
     total = int(stream["n_tokens"].sum())
     docs: dict[str, list[tuple[int, int]]] = {}
@@ -220,25 +227,29 @@ def domain_cap(stream: pl.DataFrame, score_col: str, share: float) -> tuple[list
     )
     for dom, idx, tok in ranked.select("domain", "_i", "n_tokens").iter_rows():
         docs.setdefault(dom, []).append((idx, tok))
+    n_sites = len(docs) + (1 if ranked.height < stream.height else 0)
+    cap = max(share, 1 / n_sites) if n_sites else 1.0
     kept = {d: sum(t for _, t in v) for d, v in docs.items()}
     before = {d: kept[d] / total for d in kept} if total else {}
     n_kept = {d: len(v) for d, v in docs.items()}
+    n_left = stream.height
     dropped: list[int] = []
-    changed = True
+    changed = cap < 1
     while changed:
         changed = False
-        allowed = share * total
+        allowed = cap * total
         for d, v in docs.items():
-            while n_kept[d] > 1 and kept[d] > allowed:
+            while n_kept[d] > 1 and kept[d] > allowed and n_left > min_documents:
                 idx, tok = v[n_kept[d] - 1]
                 n_kept[d] -= 1
+                n_left -= 1
                 kept[d] -= tok
                 total -= tok
-                allowed = share * total
+                allowed = cap * total
                 dropped.append(idx)
                 changed = True
     capped = {d: before[d] for d in docs if n_kept[d] < len(docs[d])}
-    return sorted(dropped), capped
+    return sorted(dropped), capped, cap
 
 
 def organic_figures(chosen: pl.DataFrame) -> dict[str, Any]:
@@ -535,14 +546,17 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
         )
 
     # no single site dominates a stream: a domain above max_domain_share of the stream's unique tokens loses its
-    # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays)
+    # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays);
+    # only where other sites exist (see domain_cap), never below domain_cap_min_documents
     if sc.max_domain_share < 1 and cand.height:
         drop_rows: list[pl.DataFrame] = []
         for i, t in enumerate(up):
             st = cand.filter(pl.col("_best") == i).with_row_index("_i")
             if not st.height:
                 continue
-            dropped, share_before = domain_cap(st, f"score_{t.name}", sc.max_domain_share)
+            dropped, share_before, cap = domain_cap(
+                st, f"score_{t.name}", sc.max_domain_share, sc.domain_cap_min_documents
+            )
             if dropped:
                 over = st.filter(pl.col("_i").is_in(dropped)).with_columns(
                     _share=pl.col("domain").replace_strict(share_before, return_dtype=pl.Float64)
@@ -552,12 +566,22 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                     t.name,
                     pl.format(
                         f"domain_cap: {{}} would hold {{}}% of the {t.name} stream's unique tokens "
-                        f"(select.max_domain_share = {sc.max_domain_share:g})",
+                        f"(select.max_domain_share = {sc.max_domain_share:g}"
+                        + (f", {cap:.3g} with the stream's few sites" if cap > sc.max_domain_share else "")
+                        + ")",
                         "domain",
                         (100 * pl.col("_share")).round(1),
                     ),
                 )
                 drop_rows.append(over.select("source", "row"))
+                lost_tokens = int(over["n_tokens"].sum())
+                early_warnings.append(
+                    f"stream {t.name}: the domain cap dropped {len(dropped):,} of its {st.height:,} documents "
+                    f"({lost_tokens:,} of {int(st['n_tokens'].sum()):,} unique tokens) from "
+                    f"{', '.join(sorted(share_before))} (max_domain_share {sc.max_domain_share:g}"
+                    + (f", {cap:.3g} as the stream has few sites" if cap > sc.max_domain_share else "")
+                    + f"; domain_cap_min_documents {sc.domain_cap_min_documents}); see rejected.parquet"
+                )
             kept = st.filter(~pl.col("_i").is_in(dropped) & pl.col("domain").is_not_null())
             tok = (
                 kept.group_by("domain")
@@ -565,11 +589,21 @@ def build_selection(cfg: Config, info: ScoresInfo, force: bool = False) -> Selec
                 .sort(["n_tokens", "domain"], descending=[True, False])
             )
             total_kept = int(st.filter(~pl.col("_i").is_in(dropped))["n_tokens"].sum())
-            if tok.height and total_kept and tok["n_tokens"][0] > sc.max_domain_share * total_kept:
+            if tok.height and total_kept and tok["n_tokens"][0] > cap * total_kept:
+                top_share = 100 * tok["n_tokens"][0] / total_kept
+                why_kept = (
+                    f"the cap keeps at least domain_cap_min_documents = {sc.domain_cap_min_documents} documents"
+                    if st.height - len(dropped) <= sc.domain_cap_min_documents
+                    else "only its best document is left"
+                )
                 early_warnings.append(
-                    f"stream {t.name}: {tok['domain'][0]} still holds {100 * tok['n_tokens'][0] / total_kept:.0f}% "
-                    f"of its unique tokens with only its best document left (max_domain_share "
-                    f"{sc.max_domain_share:g}); the stream has too few other sites"
+                    f"stream {t.name}: {tok['domain'][0]} still holds {top_share:.0f}% of its unique tokens "
+                    f"(max_domain_share {sc.max_domain_share:g}): {why_kept}; the stream has too few other sites"
+                )
+            elif cap >= 1 and tok.height == 1 and st.height > 1:
+                early_warnings.append(
+                    f"stream {t.name}: all {st.height:,} of its documents come from one site, {tok['domain'][0]}; "
+                    "the domain cap cannot apply without other sites (see the manifest's domains)"
                 )
         if drop_rows:
             cand = cand.join(pl.concat(drop_rows), on=["source", "row"], how="anti", maintain_order="left")
