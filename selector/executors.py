@@ -322,9 +322,36 @@ def _run_pool(
                         pending.appendleft(task)
             clean = True
         finally:
-            pool.shutdown(wait=clean, cancel_futures=True)
+            if not clean:  # interrupted (SIGINT, SIGTERM) or stopped by an error: the workers stop now
+                _stop_workers(pool)
+            # (once they are stopped, waiting for the pool is quick and lets it release its queues)
+            pool.shutdown(wait=True, cancel_futures=True)
             progress_q.close()
             progress_q.cancel_join_thread()
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = 3.0) -> None:
+    """Terminate the pool's worker processes (SIGTERM, then SIGKILL after `grace` seconds) instead of letting
+    them finish their shards: otherwise an interrupted driver waits for them at exit (the pool's atexit join)
+    while they keep scoring. A shard stopped mid-way leaves only a temporary file, which a rerun removes.
+    A second Ctrl-C meanwhile is ignored, so it cannot break the stop with a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        deadline = time.time() + grace
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(max(0.0, deadline - time.time()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(1.0)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _pool_round(
@@ -413,6 +440,16 @@ def _init_worker(cfg: Config, classifier_dir: str, threads: int, progress_q: Any
 
     torch.set_num_threads(threads)
     _quiet_worker_logging()
+    # Ctrl-C reaches the whole process group: the driver stops the workers (SIGTERM) and says what was kept,
+    # so a worker ignores it instead of printing its own KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm (inside sentence-transformers) would make a cross-process lock, a named semaphore that a worker
+    # stopped with SIGTERM leaves behind ("resource_tracker: ... leaked semaphore objects"); one process
+    # needs only a thread lock
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
     # a pool worker would outlive a driver killed with -9: on Linux it is killed with it, elsewhere it exits
     # within a second
     _die_with_parent()
