@@ -963,7 +963,7 @@ def eval_cmd(
     """
     import polars as pl
 
-    from .evaluate import evaluate, label_files, read_labels
+    from .evaluate import evaluate, label_files, read_labels, table_lines
     from .score import read_scores
 
     scores = read_scores(scores_dir)
@@ -975,7 +975,10 @@ def eval_cmd(
         .group_by("doc_id", maintain_order=True)
         .agg([pl.col(f"label_{t}").drop_nulls().last() for t in themes])
     )
-    _emit(evaluate(scores, labels, themes, prefix=column, budget=budget))
+    report = evaluate(scores, labels, themes, prefix=column, budget=budget)
+    for line in table_lines(report):  # the table on stderr, the JSON on stdout
+        progress(line)
+    _emit(report)
 
 
 def main() -> None:
