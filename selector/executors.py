@@ -107,9 +107,15 @@ class Tracker:
     documents scored so far by parts in progress; prints progress lines through `progress`."""
 
     def __init__(
-        self, tasks: list[Task], progress: Callable[[str], None], retries: int, every: float = 10.0
+        self,
+        tasks: list[Task],
+        progress: Callable[[str], None],
+        retries: int,
+        every: float = 10.0,
+        batch_size: int | None = None,
     ) -> None:
         self.progress = progress
+        self.batch_size = batch_size  # documents a part scores between two reports
         self.retries = retries
         self.every = every
         self.n_tasks = len(tasks)
@@ -169,6 +175,15 @@ class Tracker:
             poll()
         partial = sum(self.running.values())
         rate = (self.done_docs + partial) / max(time.time() - self.t0, 1e-9)
+        if self.done_docs + partial == 0 and self.running:
+            # parts report after each whole batch: say so rather than "0 documents scored, 0 docs/s"
+            size = f" of {self.batch_size:,} documents" if self.batch_size else ""
+            self._say(
+                f"scoring: 0/{self.n_tasks} parts done, {len(self.running)} running; first batches{size} in "
+                "progress (a part reports after each batch; --batch-size sets its size)"
+                + (f"; {note}" if note else "")
+            )
+            return
         self._say(
             f"scoring: {len(self.results)}/{self.n_tasks} parts done, {len(self.running)} running; "
             f"{self.done_docs + partial:,} documents scored, {rate:,.0f} docs/s; ETA {self._eta()}"

@@ -482,7 +482,7 @@ def score(
     )
     if done:
         progress(f"{len(done)} of {len(tasks)} part(s) already finished; reusing them (--force redoes them)")
-    tracker = executors.Tracker(todo, progress, retries, every=progress_every)
+    tracker = executors.Tracker(todo, progress, retries, every=progress_every, batch_size=cfg.read.batch_size)
     executors.run(executor, todo, tracker, cfg, os.path.abspath(classifier_dir), scorer, workers, ray)
     # temporary files of attempts whose worker was killed (the retry wrote its part under another name)
     _remove_leftovers(sdir)

@@ -153,7 +153,12 @@ def test_progress_reports_parts_documents_rate_and_eta(shards, clf, tmp_path):
     lines: list[str] = []
     score([shards], tmp_path, clf, _cfg(), progress=lines.append, progress_every=0)
     heartbeat = [line for line in lines if line.startswith("scoring: ")]
-    assert heartbeat and all("documents scored" in h and "docs/s; ETA " in h for h in heartbeat)
+    first = (
+        "running; first batches of 10 documents in progress (a part reports after each batch; --batch-size"
+    )
+    assert heartbeat and all(
+        ("documents scored" in h and "docs/s; ETA " in h) or first in h for h in heartbeat
+    )
     assert any("running; " in h and " 0 running" not in h for h in heartbeat)  # parts in progress count
     parts = [line for line in lines if line.startswith("[")]
     assert len(parts) == N_SHARDS and parts[-1].startswith(f"[{N_SHARDS}/{N_SHARDS}] part-")
@@ -387,3 +392,25 @@ def test_an_interrupted_run_stops_its_workers_says_what_was_kept_and_reruns(
         assert rerun.returncode == 0, err
         assert json.loads(stdout)["parts_reused"] == done
         assert_same_outputs(reference, tmp_path)
+
+
+def test_progress_before_the_first_batch_says_why_nothing_is_counted():
+    """Bug: with 2 workers the heartbeat read `0 documents scored, 0 docs/s` for minutes, since parts report
+    per batch (read.batch_size, 5,000 documents), not every 10 s as the README said."""
+    from selector.executors import Tracker
+    from selector.read import Shard
+    from selector.score import Task
+
+    tasks = [Task(i, Shard(f"/d/{i}.jsonl", f"{i}.jsonl", "jsonl"), "/o", {}) for i in range(2)]
+    lines: list[str] = []
+    tr = Tracker(tasks, lines.append, retries=0, every=0, batch_size=5000)
+    for t in tasks:
+        tr.started(t)
+    tr.tick()
+    assert lines == [
+        "scoring: 0/2 parts done, 2 running; first batches of 5,000 documents in progress (a part reports after "
+        "each batch; --batch-size sets its size)"
+    ]
+    tr.docs(0, 5000)
+    tr.tick()
+    assert lines[-1].startswith("scoring: 0/2 parts done, 2 running; 5,000 documents scored, ")
