@@ -30,6 +30,7 @@ from .keys import seeded_key
 from .labels import read_label_csv
 from .manifest import load_manifest
 from .materialize import read_back, read_config
+from .paths import foreign_files, foreign_files_message
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,11 @@ def draw_sample(
             [r.rename({"theme": "stream"}).select(cols) for r in rows if r.height], how="vertical_relaxed"
         )
         if any(r.height for r in rows)
-        else pl.DataFrame(schema=dict.fromkeys(cols, pl.String))
+        else pl.DataFrame(
+            schema={
+                c: documents.schema.get(c, pl.Float64 if c == "sample_weight" else pl.String) for c in cols
+            }
+        )  # typed as the documents are, so the joins on (source, row) below work on an empty sample
     )
     order = {s: i for i, s in enumerate(streams)}
     kinds = {"selected": 0, "near_threshold_reject": 1}
@@ -350,6 +355,16 @@ def charts(manifest: dict[str, Any], documents: pl.DataFrame, scores: pl.LazyFra
     return {"score_hist": hist, "tokens_by_domain": by_domain, "yield": yields, "repetition": repetition}
 
 
+# what `selector audit` writes into its directory, and the labels its page exports (a browser saves a second
+# export as "labels (1).csv")
+AUDIT_FILES = ("index.html", "page.json", "sample.parquet", "sample.csv", "audit.json", "precision.json")
+_LABELS_FILE = re.compile(r"labels.*\.csv")
+
+
+def _audit_owns(rel: str) -> bool:
+    return rel in AUDIT_FILES or ("/" not in rel and bool(_LABELS_FILE.fullmatch(rel)))
+
+
 def audit(
     manifest_path: str | Path,
     out_dir: str | Path,
@@ -362,6 +377,13 @@ def audit(
     """Write the review page and the sample for `manifest_path` into `out_dir`; returns audit.json's content."""
     from .audit_page import render_page
 
+    foreign = foreign_files(Path(out_dir), _audit_owns)
+    if foreign:
+        raise SelectorError(
+            foreign_files_message(
+                Path(out_dir), foreign, "selector audit", "the review page would be mixed with"
+            )
+        )
     if sample_size < 1:
         raise SelectorError(f"--sample must be at least 1, got {sample_size}")
     if not 0 <= near_fraction < 1:

@@ -3,13 +3,16 @@ progress on stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import math
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,68 @@ def _setup(silent: bool) -> Callable[[str], None]:
     if silent:
         return lambda msg: None
     return lambda msg: click.echo(msg, err=True)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs
+    (the scoring workers are stopped, temporary files removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# the scores directory of the command in progress, for what an interruption says was kept
+_SCORING: dict[str, Path] = {}
+
+
+def _kept() -> str:
+    sdir = _SCORING.get("dir")
+    try:
+        planned = list(json.loads((sdir / "_inputs.json").read_text())["parts"]) if sdir else []
+    except (OSError, ValueError, KeyError, TypeError):
+        planned = []
+    if sdir is None or not planned:
+        return (
+            "nothing half-written is kept (outputs are written under temporary names and renamed into place); "
+            "run the same command again."
+        )
+    done = sum((sdir / f"{p}.done").is_file() for p in planned)
+    return (
+        f"{done} of {len(planned)} part(s) are finished and kept in {sdir}; run the same command again to "
+        f"finish the other {len(planned) - done} (finished parts are reused)."
+    )
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM end a command with one line saying what was kept, and exit 130 or 143
+    (128 + the signal), instead of click's bare "Aborted!" and exit 1."""
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if on_main:
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise Interrupted(signum)
+
+        previous = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
+            signal.SIGINT: signal.getsignal(signal.SIGINT),
+        }
+    _SCORING.clear()
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        if on_main:  # the last words and the exit are not to be interrupted by a second signal
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            previous = {}
+        click.echo(f"Interrupted ({signal.Signals(signum).name}): {_kept()}", err=True)
+        raise click.exceptions.Exit(128 + signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def config_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,7 +146,8 @@ def config_options(f: Callable[..., Any]) -> Callable[..., Any]:
             if read_changes:
                 cfg = cfg.replace("read", **read_changes)
             progress = _setup(silent)
-            return f(*args, cfg=cfg, progress=progress, **kwargs)
+            with _interruptible():
+                return f(*args, cfg=cfg, progress=progress, **kwargs)
         except SelectorError as e:
             raise click.ClickException(str(e)) from e
 
@@ -408,6 +474,7 @@ def _score(
     if gate is not None:
         cfg = cfg.replace("cascade", gate=gate)
     clf = classifier or str(default_classifier_dir())
+    _SCORING["dir"] = Path(out_dir) / "scores"
     summary = run_score(inputs, out_dir, clf, cfg, force=force, progress=progress, **execution)
     out = {"scores": str(Path(out_dir) / "scores"), "classifier": clf, **summary.totals()}
     if summary.failed:
@@ -611,9 +678,11 @@ def run(
       selector run --out runs/demo
       selector run --input dumps/ --out runs/cc --workers 2
     """
+    from .select import check_manifest_out
     from .train import is_current
     from .train import train as run_train
 
+    check_manifest_out(out_dir)  # before training and scoring, not after them
     ins = list(inputs) or [str(demo_corpus_dir())]
     if not inputs and cfg.source == str(default_config_path()):
         cfg = dataclasses.replace(load_config(demo_config_path()), read=cfg.read)
@@ -704,7 +773,8 @@ def _errors_as_click(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return f(*args, **kwargs)
+            with _interruptible():
+                return f(*args, **kwargs)
         except SelectorError as e:
             raise click.ClickException(str(e)) from e
 
@@ -1094,7 +1164,7 @@ def eval_cmd(
     """
     import polars as pl
 
-    from .evaluate import evaluate, label_files, read_labels
+    from .evaluate import evaluate, label_files, read_labels, table_lines
     from .score import read_scores
 
     scores = read_scores(scores_dir)
@@ -1106,7 +1176,10 @@ def eval_cmd(
         .group_by("doc_id", maintain_order=True)
         .agg([pl.col(f"label_{t}").drop_nulls().last() for t in themes])
     )
-    _emit(evaluate(scores, labels, themes, prefix=column, budget=budget))
+    report = evaluate(scores, labels, themes, prefix=column, budget=budget)
+    for line in table_lines(report):  # the table on stderr, the JSON on stdout
+        progress(line)
+    _emit(report)
 
 
 def main() -> None:

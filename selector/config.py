@@ -114,7 +114,8 @@ class SelectConfig:
     exclude_above: dict[str, float] = field(default_factory=dict)  # theme -> score: excluded from all streams
     dedup: bool = True  # collapse exact duplicates (normalized text) among candidates to one representative
     near_dup_threshold: float = 0.8  # ...and near duplicates: MinHash Jaccard of 5-word shingles (1 = off)
-    max_domain_share: float = 0.2  # no domain holds more of a stream's unique tokens (1 = off)
+    max_domain_share: float = 0.2  # no domain holds more of a stream's unique tokens (1 = off)...
+    domain_cap_min_documents: int = 20  # ...but the cap never leaves a stream fewer documents than this
     require_provenance: bool = False  # only documents with a URL and a crawl date
     exclude_generated: bool = False  # leave out documents matching a generated-text pattern (organic.py)
 
@@ -409,6 +410,12 @@ def _validate_section(name: str, obj: Any) -> None:
             0 < obj.near_dup_threshold <= 1, "select.near_dup_threshold", "in (0, 1]", obj.near_dup_threshold
         )
         _check(0 < obj.max_domain_share <= 1, "select.max_domain_share", "in (0, 1]", obj.max_domain_share)
+        _check(
+            isinstance(obj.domain_cap_min_documents, int) and obj.domain_cap_min_documents >= 0,
+            "select.domain_cap_min_documents",
+            ">= 0 (an integer)",
+            obj.domain_cap_min_documents,
+        )
     elif name == "annotate":
         a = "annotate"
         _check(obj.max_document_tokens >= 16, f"{a}.max_document_tokens", ">= 16", obj.max_document_tokens)

@@ -114,3 +114,22 @@ def top_false_positives(
         .sort(f"{prefix}_{theme}", descending=True)
         .head(n)
     )
+
+
+def table_lines(report: dict[str, Any]) -> list[str]:
+    """`evaluate`'s report as a table a person reads: one line per theme, then the totals."""
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    budget = report["budget_fraction"]
+    lines = [f"{'theme':<16}{'labelled':>9}{'positives':>10}{'avg precision':>15}{f'recall@{budget:g}':>14}"]
+    for t, v in report["themes"].items():
+        lines.append(
+            f"{t:<16}{v['labelled']:>9,}{v['positives']:>10,}{num(v['average_precision']):>15}"
+            f"{num(v['recall_at_budget']):>14}"
+        )
+    tail = f"{report['documents_labelled']:,} of {report['documents_scored']:,} scored documents labelled"
+    if "embedded_fraction" in report:
+        tail += f"; {100 * report['embedded_fraction']:.2f}% embedded"
+    return [*lines, tail]

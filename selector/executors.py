@@ -107,9 +107,15 @@ class Tracker:
     documents scored so far by parts in progress; prints progress lines through `progress`."""
 
     def __init__(
-        self, tasks: list[Task], progress: Callable[[str], None], retries: int, every: float = 10.0
+        self,
+        tasks: list[Task],
+        progress: Callable[[str], None],
+        retries: int,
+        every: float = 10.0,
+        batch_size: int | None = None,
     ) -> None:
         self.progress = progress
+        self.batch_size = batch_size  # documents a part scores between two reports
         self.retries = retries
         self.every = every
         self.n_tasks = len(tasks)
@@ -169,6 +175,15 @@ class Tracker:
             poll()
         partial = sum(self.running.values())
         rate = (self.done_docs + partial) / max(time.time() - self.t0, 1e-9)
+        if self.done_docs + partial == 0 and self.running:
+            # parts report after each whole batch: say so rather than "0 documents scored, 0 docs/s"
+            size = f" of {self.batch_size:,} documents" if self.batch_size else ""
+            self._say(
+                f"scoring: 0/{self.n_tasks} parts done, {len(self.running)} running; first batches{size} in "
+                "progress (a part reports after each batch; --batch-size sets its size)"
+                + (f"; {note}" if note else "")
+            )
+            return
         self._say(
             f"scoring: {len(self.results)}/{self.n_tasks} parts done, {len(self.running)} running; "
             f"{self.done_docs + partial:,} documents scored, {rate:,.0f} docs/s; ETA {self._eta()}"
@@ -322,9 +337,36 @@ def _run_pool(
                         pending.appendleft(task)
             clean = True
         finally:
-            pool.shutdown(wait=clean, cancel_futures=True)
+            if not clean:  # interrupted (SIGINT, SIGTERM) or stopped by an error: the workers stop now
+                _stop_workers(pool)
+            # (once they are stopped, waiting for the pool is quick and lets it release its queues)
+            pool.shutdown(wait=True, cancel_futures=True)
             progress_q.close()
             progress_q.cancel_join_thread()
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = 3.0) -> None:
+    """Terminate the pool's worker processes (SIGTERM, then SIGKILL after `grace` seconds) instead of letting
+    them finish their shards: otherwise an interrupted driver waits for them at exit (the pool's atexit join)
+    while they keep scoring. A shard stopped mid-way leaves only a temporary file, which a rerun removes.
+    A second Ctrl-C meanwhile is ignored, so it cannot break the stop with a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        deadline = time.time() + grace
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.join(max(0.0, deadline - time.time()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(1.0)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _pool_round(
@@ -413,6 +455,16 @@ def _init_worker(cfg: Config, classifier_dir: str, threads: int, progress_q: Any
 
     torch.set_num_threads(threads)
     _quiet_worker_logging()
+    # Ctrl-C reaches the whole process group: the driver stops the workers (SIGTERM) and says what was kept,
+    # so a worker ignores it instead of printing its own KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm (inside sentence-transformers) would make a cross-process lock, a named semaphore that a worker
+    # stopped with SIGTERM leaves behind ("resource_tracker: ... leaked semaphore objects"); one process
+    # needs only a thread lock
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
     # a pool worker would outlive a driver killed with -9: on Linux it is killed with it, elsewhere it exits
     # within a second
     _die_with_parent()

@@ -61,7 +61,7 @@ import yaml
 from .errors import ExportError
 from .manifest import MANIFEST_FORMAT, load_manifest
 from .materialize import short_float
-from .paths import atomic_write
+from .paths import atomic_write, foreign_files, foreign_files_message
 
 OLMO_REPETITION_SLACK = (
     1.5  # max_repetition_ratio: room for a tokenizer that yields up to 1/1.5 of the estimate
@@ -756,6 +756,19 @@ def export(
     if fmt == "dolma":
         if out_p.exists() and not out_p.is_dir():
             raise ExportError(f"{out} is a file; the dolma export is a directory. Choose another --out.")
+        # its own files, and the scored documents the user is told to put under documents/
+        foreign = foreign_files(
+            out_p,
+            lambda rel: (
+                rel == "mix.yaml"
+                or rel.startswith("documents/")
+                or (rel.startswith(f"attributes/{ATTRIBUTE_SET}/") and rel.endswith(".jsonl.gz"))
+            ),
+        )
+        if foreign:
+            raise ExportError(
+                foreign_files_message(out_p, foreign, "selector export", "a failed export check would delete")
+            )
         _write_dolma(manifest, entries, out_p, seq_len, mdir, str(out))
     else:
         if out_p.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -77,3 +78,24 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def foreign_files(out: Path, owned: Callable[[str], bool]) -> list[str]:
+    """The files under the directory `out` (relative POSIX paths, sorted) that `owned(path)` does not claim:
+    what replacing or rewriting `out` would delete or mix with a command's own output."""
+    if not out.is_dir():
+        return []
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if not p.is_dir() and not owned(p.relative_to(out).as_posix())
+    )
+
+
+def foreign_files_message(out: Path, foreign: list[str], command: str, consequence: str) -> str:
+    """The refusal for `foreign_files`: names the first file, the count, and what to do."""
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    return (
+        f"{out} holds {foreign[0]}{more}, which `{command}` did not write and {consequence}. Move "
+        f"{'them' if more else 'it'} out of {out}, or choose another --out."
+    )

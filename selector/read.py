@@ -59,6 +59,7 @@ JSONL_SUFFIXES = (
     ".json",
 )
 PARQUET_SUFFIXES = (".parquet",)
+_SUFFIX_LIST = ", ".join((*JSONL_SUFFIXES, *PARQUET_SUFFIXES, *WARC_SUFFIXES, *WET_SUFFIXES))
 OUTPUT_COLUMNS = ("doc_id", "source", "row", "url", "text", *PROVENANCE, *LANG_COLUMNS_OUT)
 MAX_WARNINGS = 20
 
@@ -182,7 +183,7 @@ def _discover_remote(s: str, shards: dict[str, Shard]) -> None:
     elif fs.isfile(path):
         fmt = _format_of(path)
         if fmt is None:
-            raise InputError(f"{s}: unknown format. selector reads JSONL, Parquet, WARC and WET files.")
+            raise InputError(f"{s}: unknown format. selector reads {_SUFFIX_LIST} files.")
         shards.setdefault(uri(path), Shard(uri(path), os.path.basename(path), fmt))
     else:
         raise InputError(f"input {s} does not exist.")
@@ -191,7 +192,9 @@ def _discover_remote(s: str, shards: dict[str, Shard]) -> None:
 def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
     """Expand files, directories (recursively) and globs into a sorted, de-duplicated list of shards."""
     if not inputs:
-        raise InputError("no input given. Pass one or more files, directories or globs of JSONL or Parquet.")
+        raise InputError(
+            "no input given. Pass one or more files, directories or globs of JSONL, Parquet, WARC or WET."
+        )
     shards: dict[str, Shard] = {}
     for item in inputs:
         s = str(item)
@@ -218,20 +221,19 @@ def discover_shards(inputs: Sequence[str | Path]) -> list[Shard]:
                     found += 1
             if not found:
                 raise InputError(
-                    f"directory {s} holds no JSONL or Parquet file (looked for {', '.join(JSONL_SUFFIXES)}, "
-                    f".parquet)."
+                    f"directory {s} holds no JSONL, Parquet, WARC or WET file (looked for {_SUFFIX_LIST})."
                 )
         elif os.path.isfile(s):
             fmt = _format_of(s)
             if fmt is None:
-                raise InputError(
-                    f"{s}: unknown format. selector reads {', '.join(JSONL_SUFFIXES)} and .parquet files."
-                )
+                raise InputError(f"{s}: unknown format. selector reads {_SUFFIX_LIST} files.")
             shards.setdefault(s, Shard(s, os.path.basename(s), fmt))
         else:
             raise InputError(f"input {s} does not exist.")
     if not shards:
-        raise InputError(f"no JSONL or Parquet shard found in {', '.join(map(str, inputs))}.")
+        raise InputError(
+            f"no JSONL, Parquet, WARC or WET shard found in {', '.join(map(str, inputs))} (looked for {_SUFFIX_LIST})."
+        )
     # the same file named twice (./d/a.jsonl and d/a.jsonl) is one shard; sources are absolute, so the
     # scores, the manifest and `selector materialize` find the shard from any working directory
     unique: dict[str, Shard] = {}
@@ -461,27 +463,147 @@ def _parse_lines_slow(
     return _make_frame(shard, ok_rows, ids, urls, texts, extra)
 
 
+DEFAULT_ID_COLUMN = ReadConfig.id_column
+
+
+def _check_id_column(shard: Shard, cfg: ReadConfig, names: Sequence[str]) -> None:
+    """An id column the user named (anything but the default `id`, whose absence means derived ids) must be
+    there: silently deriving ids would throw the real ones away."""
+    if cfg.id_column == DEFAULT_ID_COLUMN or cfg.id_column in names:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(cfg.id_column, list(names), n=1, cutoff=0.6)
+    id_like = [n for n in names if n.lower() == "id" or n.lower().endswith(("id", "_id"))]
+    guess = close[0] if close else (id_like[0] if id_like else None)
+    hint = (
+        f"Use --id-column {guess}."
+        if guess
+        else f"Leave --id-column out to give documents ids of the form {shard.label}#<row>."
+    )
+    raise InputError(
+        f'id column "{cfg.id_column}" not found in {shard.source}. Available: {", ".join(list(names)[:20])}. {hint}'
+    )
+
+
 def _check_text_column(shard: Shard, cfg: ReadConfig, first_line: bytes) -> None:
     try:
         obj = json.loads(first_line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return  # the line itself is bad; it is counted when parsed
+    if isinstance(obj, dict) and cfg.text_column in obj:
+        _check_id_column(shard, cfg, list(obj))
     if isinstance(obj, dict) and cfg.text_column not in obj:
         keys = ", ".join(list(obj)[:20])
-        strings = {k: v for k, v in obj.items() if isinstance(v, str)}
-        hint = f" Use --text-column {_guess_text_column(strings)}." if strings else " Use --text-column NAME."
+        guess = _guess_text_column({k: v for k, v in obj.items() if isinstance(v, str)})
+        hint = f" Use --text-column {guess}." if guess else " Use --text-column NAME."
         raise InputError(f'column "{cfg.text_column}" not found in {shard.source}. Available: {keys}.{hint}')
 
 
 TEXT_COLUMN_NAMES = ("text", "content", "raw_content", "body", "document", "article", "page_content")
 
 
-def _guess_text_column(strings: dict[str, str]) -> str:
-    """The likeliest text column: a well-known name, else the longest string value."""
+def _guess_text_column(strings: dict[str, str]) -> str | None:
+    """The likeliest text column: a well-known name, else the longest string value that reads like text (a
+    few words); None when no value does (`"cc"` is a label, not a document)."""
     for name in TEXT_COLUMN_NAMES:
         if name in strings:
             return name
-    return max(strings, key=lambda k: len(strings[k]))
+    texty = {k: v for k, v in strings.items() if len(v.split()) >= 3}
+    return max(texty, key=lambda k: len(texty[k])) if texty else None
+
+
+def _is_plain_json(shard: Shard) -> bool:
+    return shard.format == "jsonl" and shard.source.lower().endswith(".json")
+
+
+def _plain_json(shard: Shard, cfg: ReadConfig) -> tuple[str, Any]:
+    """What a plain `.json` file holds: ("jsonl", None) for JSON Lines under that name (its first line is a
+    whole JSON object, and it has more than one line or that object has the text field); ("array", list) for a
+    JSON array of documents; ("object", dict) for one JSON document (a pretty-printed object with the text
+    field); ("metadata", keys) for one JSON object without it (a dataset's info.json), which holds no document."""
+    with _open_binary(shard.source) as fh:
+        first = b""
+        while not first.strip():
+            first = fh.readline(cfg.max_doc_chars * 4 + 65536)
+            if not first:
+                return "jsonl", None  # empty: the JSONL reader warns
+        more = any(line.strip() for line in iter(lambda: fh.readline(1 << 16), b""))
+    if first.lstrip()[:1] not in (b"[", b"{"):
+        return "jsonl", None  # not JSON at all: the JSONL reader counts its lines as malformed_json
+    try:
+        one = json.loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        one = None
+    if isinstance(one, dict) and (cfg.text_column in one or more):
+        return "jsonl", None
+    with _open_binary(shard.source) as fh:
+        try:
+            whole = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "jsonl", None  # e.g. JSON Lines whose first line is broken: counted line by line
+    if isinstance(whole, list):
+        return "array", whole
+    if isinstance(whole, dict):
+        # an object with a value that reads like text is a document under another field name (the JSONL
+        # reader's error names it); one without is metadata
+        texty = _guess_text_column({k: v for k, v in whole.items() if isinstance(v, str)})
+        if cfg.text_column in whole or texty:
+            return "object", whole
+        return "metadata", list(whole)
+    return "jsonl", None
+
+
+def _metadata_skip(shard: Shard, cfg: ReadConfig, counts: ShardCounts, keys: list[str]) -> None:
+    counts.skip("not_documents")
+    counts.warn(
+        f'{shard.source}: one JSON object without a "{cfg.text_column}" field (keys: {", ".join(keys[:20])}), '
+        "metadata rather than documents: skipped (not_documents). If it is a document, name its text field "
+        "with --text-column."
+    )
+
+
+def _json_array_batches(
+    shard: Shard, cfg: ReadConfig, counts: ShardCounts, items: list[Any]
+) -> Iterator[pl.DataFrame]:
+    """The documents of a JSON array (or of one JSON object: a one-element list), `row` its index."""
+    first = next((x for x in items if isinstance(x, dict)), None)
+    if first is not None:
+        _check_text_column(shard, cfg, json.dumps(first).encode())
+    date_cols, lang_cols = _meta_columns(cfg)
+    for start in range(0, len(items), cfg.batch_size):
+        rows, ids, urls, texts, metas = [], [], [], [], []
+        for row in range(start, min(start + cfg.batch_size, len(items))):
+            obj = items[row]
+            where = f"{shard.source}[{row}]"
+            if not isinstance(obj, dict):
+                counts.skip("not_a_json_object", where=where)
+                continue
+            text = obj.get(cfg.text_column)
+            if text is not None and not isinstance(text, str):
+                counts.skip("text_not_a_string", where=where)
+                continue
+            rows.append(row)
+            ids.append(obj.get(cfg.id_column))
+            urls.append(obj.get(cfg.url_column))
+            texts.append(text)
+            metas.append({c: obj.get(c) for c in (*date_cols, *lang_cols)})
+        extra = {"crawl_date": _first_present(metas, date_cols), "lang_in": _first_present(metas, lang_cols)}
+        yield _filter_texts(shard, cfg, counts, _make_frame(shard, rows, ids, urls, texts, extra))
+    if not items:
+        counts.warn(f"{shard.source}: the shard is empty (a JSON array with no element).")
+
+
+def _json_batches(shard: Shard, cfg: ReadConfig, counts: ShardCounts) -> Iterator[pl.DataFrame]:
+    kind, value = _plain_json(shard, cfg)
+    if kind == "metadata":
+        _metadata_skip(shard, cfg, counts, value)
+    elif kind == "array":
+        yield from _json_array_batches(shard, cfg, counts, value)
+    elif kind == "object":
+        yield from _json_array_batches(shard, cfg, counts, [value])
+    else:
+        yield from _jsonl_batches(shard, cfg, counts)
 
 
 def check_shard(shard: Shard, cfg: ReadConfig) -> None:
@@ -502,6 +624,17 @@ def check_shard(shard: Shard, cfg: ReadConfig) -> None:
         batches.close()
         return
     try:
+        if _is_plain_json(shard):
+            kind, value = _plain_json(shard, cfg)
+            if kind == "metadata":
+                return  # skipped, and counted, when the shard is read
+            if kind in ("array", "object"):
+                first = next(
+                    (x for x in (value if kind == "array" else [value]) if isinstance(x, dict)), None
+                )
+                if first is not None:
+                    _check_text_column(shard, cfg, json.dumps(first).encode())
+                return
         with _open_binary(shard.source) as fh:
             for line in fh:
                 if line.strip():
@@ -611,6 +744,7 @@ def _parquet_batches_from(
         raise InputError(
             f'column "{cfg.text_column}" not found in {shard.source}. Available: {", ".join(names)}.{hint}'
         )
+    _check_id_column(shard, cfg, names)
     ttype = pf.schema_arrow.field(cfg.text_column).type
     if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype) or pa.types.is_string_view(ttype)):
         raise InputError(
@@ -860,6 +994,8 @@ def read_shard(shard: Shard, cfg: ReadConfig, counts: ShardCounts | None = None)
     elif shard.format in ("warc", "wet"):
         _warc_dependencies()
         yield from _warc_batches(shard, cfg, counts)
+    elif _is_plain_json(shard):
+        yield from _json_batches(shard, cfg, counts)
     else:
         yield from _jsonl_batches(shard, cfg, counts)
 

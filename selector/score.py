@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from .classifier import Classifier
-from .config import Config
+from .config import Config, ReadConfig
 from .embed import make_embedder
 from .errors import ClassifierError, ConfigError, SelectorError
 from .organic import generated_pattern_expr
@@ -290,6 +290,7 @@ def score_shard(
     n_scored = n_embedded = 0
     thresholds = {t: thr for t, thr in scorer.thresholds.items() if t in scorer.themes}
     above = dict.fromkeys(thresholds, 0)
+    top: dict[str, float] = {}
     scored = _scored_batches(scorer, read_shard(task.shard, scorer.cfg.read, counts), pipeline)
     try:
         for df in scored:
@@ -297,6 +298,7 @@ def score_shard(
             n_embedded += int(df["embedded"].sum())
             for t, thr in thresholds.items():
                 above[t] += int((df[f"score_{t}"] >= thr).sum())
+                top[t] = max(top.get(t, 0.0), float(df[f"score_{t}"].max() or 0.0))  # type: ignore[arg-type]
             writer.write_table(df.to_arrow().cast(schema))
             if on_batch is not None:
                 on_batch(df.height)
@@ -324,6 +326,7 @@ def score_shard(
         "embedded": n_embedded,
         "embedded_fraction": round(n_embedded / n_scored, 6) if n_scored else 0.0,
         "above_threshold": above,
+        "max_score": {t: round(v, 6) for t, v in top.items()},
         "seconds": round(seconds, 3),
         "docs_per_second": round(n_scored / seconds, 1) if seconds > 0 else None,
         "warnings": counts.warnings,
@@ -342,6 +345,7 @@ class ScoreSummary:
     seconds: float
     failed: list[dict[str, Any]] = field(default_factory=list)
     executor: str = "local"
+    calibration_warning: str | None = None
 
     def totals(self) -> dict[str, Any]:
         keys = ("documents_in", "scored", "skipped", "embedded")
@@ -356,6 +360,11 @@ class ScoreSummary:
             for t, c in p.get("above_threshold", {}).items():
                 above[t] = above.get(t, 0) + c
         tot["above_threshold"] = above
+        top: dict[str, float] = {}
+        for p in self.parts:
+            for t, v in p.get("max_score", {}).items():
+                top[t] = max(top.get(t, 0.0), float(v))
+        tot["max_score"] = top
         tot["embedded_fraction"] = round(tot["embedded"] / tot["scored"], 6) if tot["scored"] else 0.0
         tot["parts"] = len(self.parts)
         tot["parts_reused"] = self.skipped_parts
@@ -364,6 +373,7 @@ class ScoreSummary:
         tot["complete"] = not self.failed
         tot["executor"] = self.executor
         tot["seconds"] = round(self.seconds, 2)
+        tot["calibration_warning"] = self.calibration_warning
         return tot
 
 
@@ -472,15 +482,99 @@ def score(
     )
     if done:
         progress(f"{len(done)} of {len(tasks)} part(s) already finished; reusing them (--force redoes them)")
-    tracker = executors.Tracker(todo, progress, retries, every=progress_every)
+    tracker = executors.Tracker(todo, progress, retries, every=progress_every, batch_size=cfg.read.batch_size)
     executors.run(executor, todo, tracker, cfg, os.path.abspath(classifier_dir), scorer, workers, ray)
     # temporary files of attempts whose worker was killed (the retry wrote its part under another name)
     _remove_leftovers(sdir)
     parts = sorted(done + tracker.results, key=lambda s: s["part"])
     failed = sorted(tracker.failed, key=lambda f: f["part"])
     summary = ScoreSummary(Path(out_dir), parts, len(done), time.time() - t0, failed, executor)
+    summary.calibration_warning = calibration_warning(
+        summary.totals(), scorer.clf.card, cfg, scorer.thresholds, str(classifier_dir), inputs, out_dir
+    )
+    if summary.calibration_warning:
+        log.warning("warning: %s", summary.calibration_warning)  # shown under --silent too
     atomic_write(sdir / "_summary.json", json.dumps(summary.totals(), indent=2) + "\n")
     return summary
+
+
+# An embedded share this many times what the classifier's gates embedded when they were calibrated says the
+# dump is unlike the text it was trained on.
+EMBED_RATIO = 3.0
+# The threshold check needs enough documents that a theme's expected share (the card's pseudo-positive
+# fraction) comes to at least this many.
+MIN_EXPECTED_ON_THEME = 5
+
+
+def calibration_warning(
+    totals: dict[str, Any],
+    card: dict[str, Any],
+    cfg: Config,
+    thresholds: dict[str, float],
+    classifier_dir: str,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+) -> str | None:
+    """One line saying the classifier's calibration does not fit the scored documents, from their score
+    distribution and the figures on the classifier's card, and what to run instead; None when it fits.
+
+    It does not fit when the gates embed several times (EMBED_RATIO) the share they were calibrated to
+    (the larger of the card's cascade.target_embed_fraction and validation_embed_fraction), or when no
+    document reaches the calibrated threshold of an upsampled theme although enough were scored for the
+    card's pseudo-positive fraction to expect MIN_EXPECTED_ON_THEME of them."""
+    n = int(totals.get("scored") or 0)
+    if not n:
+        return None
+    problems = []
+    calibrated = card.get("cascade", {}).get("target_embed_fraction", cfg.cascade.target_embed_fraction)
+    expected = max(float(calibrated), float(card.get("validation_embed_fraction") or 0.0))
+    share = float(totals.get("embedded_fraction") or 0.0)
+    embed_note = (
+        f"{100 * share:.1f}% of the documents were embedded (its gates were calibrated to embed about "
+        f"{100 * float(calibrated):.1f}%"
+        + (
+            f", {100 * float(card['validation_embed_fraction']):.1f}% on its validation split)"
+            if card.get("validation_embed_fraction") is not None
+            else ")"
+        )
+    )
+    if cfg.cascade.gate == "auto" and share > EMBED_RATIO * expected:
+        problems.append(embed_note)
+    rate = float(card.get("train", {}).get("pseudo_positive_fraction") or cfg.train.pseudo_positive_fraction)
+    auto = [t.name for t in cfg.themes if t.upsample and t.threshold == "auto" and t.top_fraction == 0]
+    above, top = totals.get("above_threshold", {}), totals.get("max_score", {})
+    none = [t for t in auto if t in above and not above[t] and t in thresholds]
+    if none and n * rate >= MIN_EXPECTED_ON_THEME:
+        problems.insert(
+            0,
+            "no document reaches the calibrated threshold of "
+            + ", ".join(
+                f"{t} (highest score {float(top[t]):.3f} < {thresholds[t]:.3f})" if t in top else t
+                for t in none
+            ),
+        )
+    if not problems:
+        return None
+    if embed_note not in problems:
+        problems.append(embed_note)  # context for the threshold finding
+    shown = [str(i) for i in inputs[:2]] + (["..."] if len(inputs) > 2 else [])
+    ins = " ".join(shown) or "INPUT"
+    r = cfg.read  # the reading options the user gave, so the commands run as printed
+    flags = "".join(
+        f" --{name} {value}"
+        for name, value, default in (
+            ("text-column", r.text_column, ReadConfig.text_column),
+            ("id-column", r.id_column, ReadConfig.id_column),
+        )
+        if value != default
+    )
+    theme = (none or auto or cfg.theme_names)[0]
+    return (
+        f"the classifier {classifier_dir} does not fit these {n:,} documents: {'; '.join(problems)}. Train one "
+        f"on this dump: `selector train {ins} --out classifiers/mine{flags}`, then score with `--classifier "
+        f"classifiers/mine`; or run the whole job: `selector run --input {ins} --out DIR{flags}`; or select by "
+        f"rank: `selector select --scores {out_dir} --out {out_dir} --top-fraction {theme}=0.001`."
+    )
 
 
 def _remove_leftovers(sdir: Path) -> None:

@@ -42,7 +42,7 @@ from .keys import seeded_key
 from .labels import UNNAMED_REVIEWER, LabelSet
 from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
 from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
-from .paths import make_temp_dir, replace_dir
+from .paths import foreign_files, foreign_files_message, make_temp_dir, replace_dir
 from .score import PROVENANCE_COLUMNS, SCORES, weight_mismatch
 
 log = logging.getLogger(__name__)
@@ -210,9 +210,16 @@ def _planned_stream_tokens(up: list[Any], unique: dict[str, int], total: int, ca
     return out
 
 
-def domain_cap(stream: pl.DataFrame, score_col: str, share: float) -> tuple[list[int], dict[str, float]]:
-    """Rows (`_i`) to drop so that no domain holds more than `share` of the tokens the stream keeps; each
-    domain keeps at least its best document. Returns them and each capped domain's share before the cap.
+def domain_cap(
+    stream: pl.DataFrame, score_col: str, share: float, min_documents: int = 0
+) -> tuple[list[int], dict[str, float], float]:
+    """Rows (`_i`) to drop so that no domain holds more than the cap of the tokens the stream keeps; each
+    domain keeps at least its best document. Returns them, each capped domain's share before the cap, and the
+    cap applied.
+
+    The cap binds only where other sites exist: with n sites in the stream (documents without a domain
+    count as one) and n < 1/share, no arrangement can keep every site under `share`, so the cap is 1/n
+    (one site: nothing is dropped). Dropping stops when the stream would keep fewer than `min_documents`.
     A fixed point: dropping shrinks the stream, so shares are recomputed until none is over."""
     total = int(stream["n_tokens"].sum())
     docs: dict[str, list[tuple[int, int]]] = {}
@@ -221,25 +228,29 @@ def domain_cap(stream: pl.DataFrame, score_col: str, share: float) -> tuple[list
     )
     for dom, idx, tok in ranked.select("domain", "_i", "n_tokens").iter_rows():
         docs.setdefault(dom, []).append((idx, tok))
+    n_sites = len(docs) + (1 if ranked.height < stream.height else 0)
+    cap = max(share, 1 / n_sites) if n_sites else 1.0
     kept = {d: sum(t for _, t in v) for d, v in docs.items()}
     before = {d: kept[d] / total for d in kept} if total else {}
     n_kept = {d: len(v) for d, v in docs.items()}
+    n_left = stream.height
     dropped: list[int] = []
-    changed = True
+    changed = cap < 1
     while changed:
         changed = False
-        allowed = share * total
+        allowed = cap * total
         for d, v in docs.items():
-            while n_kept[d] > 1 and kept[d] > allowed:
+            while n_kept[d] > 1 and kept[d] > allowed and n_left > min_documents:
                 idx, tok = v[n_kept[d] - 1]
                 n_kept[d] -= 1
+                n_left -= 1
                 kept[d] -= tok
                 total -= tok
-                allowed = share * total
+                allowed = cap * total
                 dropped.append(idx)
                 changed = True
     capped = {d: before[d] for d in docs if n_kept[d] < len(docs[d])}
-    return sorted(dropped), capped
+    return sorted(dropped), capped, cap
 
 
 def organic_figures(chosen: pl.DataFrame) -> dict[str, Any]:
@@ -590,14 +601,17 @@ def build_selection(
         )
 
     # no single site dominates a stream: a domain above max_domain_share of the stream's unique tokens loses its
-    # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays)
+    # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays);
+    # only where other sites exist (see domain_cap), never below domain_cap_min_documents
     if sc.max_domain_share < 1 and cand.height:
         drop_rows: list[pl.DataFrame] = []
         for i, t in enumerate(up):
             st = cand.filter(pl.col("_best") == i).with_row_index("_i")
             if not st.height:
                 continue
-            dropped, share_before = domain_cap(st, f"score_{t.name}", sc.max_domain_share)
+            dropped, share_before, cap = domain_cap(
+                st, f"score_{t.name}", sc.max_domain_share, sc.domain_cap_min_documents
+            )
             if dropped:
                 over = st.filter(pl.col("_i").is_in(dropped)).with_columns(
                     _share=pl.col("domain").replace_strict(share_before, return_dtype=pl.Float64)
@@ -607,12 +621,22 @@ def build_selection(
                     t.name,
                     pl.format(
                         f"domain_cap: {{}} would hold {{}}% of the {t.name} stream's unique tokens "
-                        f"(select.max_domain_share = {sc.max_domain_share:g})",
+                        f"(select.max_domain_share = {sc.max_domain_share:g}"
+                        + (f", {cap:.3g} with the stream's few sites" if cap > sc.max_domain_share else "")
+                        + ")",
                         "domain",
                         (100 * pl.col("_share")).round(1),
                     ),
                 )
                 drop_rows.append(over.select("source", "row"))
+                lost_tokens = int(over["n_tokens"].sum())
+                early_warnings.append(
+                    f"stream {t.name}: the domain cap dropped {len(dropped):,} of its {st.height:,} documents "
+                    f"({lost_tokens:,} of {int(st['n_tokens'].sum()):,} unique tokens) from "
+                    f"{', '.join(sorted(share_before))} (max_domain_share {sc.max_domain_share:g}"
+                    + (f", {cap:.3g} as the stream has few sites" if cap > sc.max_domain_share else "")
+                    + f"; domain_cap_min_documents {sc.domain_cap_min_documents}); see rejected.parquet"
+                )
             kept = st.filter(~pl.col("_i").is_in(dropped) & pl.col("domain").is_not_null())
             tok = (
                 kept.group_by("domain")
@@ -620,11 +644,21 @@ def build_selection(
                 .sort(["n_tokens", "domain"], descending=[True, False])
             )
             total_kept = int(st.filter(~pl.col("_i").is_in(dropped))["n_tokens"].sum())
-            if tok.height and total_kept and tok["n_tokens"][0] > sc.max_domain_share * total_kept:
+            if tok.height and total_kept and tok["n_tokens"][0] > cap * total_kept:
+                top_share = 100 * tok["n_tokens"][0] / total_kept
+                why_kept = (
+                    f"the cap keeps at least domain_cap_min_documents = {sc.domain_cap_min_documents} documents"
+                    if st.height - len(dropped) <= sc.domain_cap_min_documents
+                    else "only its best document is left"
+                )
                 early_warnings.append(
-                    f"stream {t.name}: {tok['domain'][0]} still holds {100 * tok['n_tokens'][0] / total_kept:.0f}% "
-                    f"of its unique tokens with only its best document left (max_domain_share "
-                    f"{sc.max_domain_share:g}); the stream has too few other sites"
+                    f"stream {t.name}: {tok['domain'][0]} still holds {top_share:.0f}% of its unique tokens "
+                    f"(max_domain_share {sc.max_domain_share:g}): {why_kept}; the stream has too few other sites"
+                )
+            elif cap >= 1 and tok.height == 1 and st.height > 1:
+                early_warnings.append(
+                    f"stream {t.name}: all {st.height:,} of its documents come from one site, {tok['domain'][0]}; "
+                    "the domain cap cannot apply without other sites (see the manifest's domains)"
                 )
         if drop_rows:
             cand = cand.join(pl.concat(drop_rows), on=["source", "row"], how="anti", maintain_order="left")
@@ -659,6 +693,21 @@ def build_selection(
         base_add = max(0.0, total - _planned_stream_tokens(up, stream_tokens, total, sc.max_repeats)) / max(
             base_tokens, 1
         )
+    if base_add > sc.hard_max_epochs and not force:
+        # refused once, for the run, before any stream: it holds whether or not a stream has documents
+        empty = [t.name for t in up if not stream_tokens[t.name]]
+        raise ManifestError(
+            f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored corpus of "
+            f"{base_tokens:,} tokens, past select.hard_max_epochs = {sc.hard_max_epochs}. Give the training run's "
+            "real size, or score the whole corpus it draws from, or use --no-base-mix if the base is another "
+            "corpus; or allow it: --force (selector select), --force-epochs (selector run)."
+            + (
+                f" Note also that no document qualifies for {', '.join(empty)} (their streams would be empty): "
+                "see `selector score`'s calibration warning, or select by rank with --top-fraction THEME=0.001."
+                if empty
+                else ""
+            )
+        )
     for i, t in enumerate(up):
         s = cand.filter(pl.col("_best") == i).drop("_best").sort("source", "row")
         unique = int(s["n_tokens"].sum())
@@ -683,8 +732,9 @@ def build_selection(
         s = s.with_columns(
             pl.Series("repeats", reps, dtype=pl.Int64), pl.Series("_expected", e, dtype=pl.Float64)
         )
-        if int(reps.max(initial=0)) + base_add > sc.hard_max_epochs and not force:
-            seen = int(reps.max()) + base_add
+        top_reps = int(reps.max(initial=0))
+        if top_reps and top_reps + base_add > sc.hard_max_epochs and not force:
+            seen = top_reps + base_add
             if base_add > sc.hard_max_epochs - 1:
                 fix = (
                     f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored "
@@ -694,7 +744,7 @@ def build_selection(
             else:
                 fix = "Lower max_repeats or the target"
             raise ManifestError(
-                f"stream {t.name}: documents would be seen {_num(seen)} times ({int(reps.max())} repeats + "
+                f"stream {t.name}: documents would be seen {_num(seen)} times ({top_reps} repeats + "
                 f"{_num(base_add)} base pass(es)), past select.hard_max_epochs = {sc.hard_max_epochs} (returns from "
                 f"repetition vanish around 16 epochs). {fix}; or allow it: --force (selector select), "
                 "--force-epochs (selector run)."
@@ -864,6 +914,24 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     df.write_parquet(path, compression="zstd", statistics=True)
 
 
+MANIFEST_FILES = ("documents.parquet", "streams.parquet", "rejected.parquet", "manifest.json")
+
+
+def check_manifest_out(out_dir: str | Path) -> None:
+    """Refuse (ManifestError) when `out_dir/manifest/` holds files `selector select` did not write: replacing
+    the manifest would delete them."""
+    mdir = Path(out_dir) / MANIFEST_DIR
+    if mdir.exists() and not mdir.is_dir():
+        raise ManifestError(
+            f"{mdir} is a file, where `selector select` writes a directory; choose another --out."
+        )
+    foreign = foreign_files(mdir, lambda rel: rel in MANIFEST_FILES)
+    if foreign:
+        raise ManifestError(
+            foreign_files_message(mdir, foreign, "selector select", "writing the new manifest would delete")
+        )
+
+
 def select(
     scores_dir: str | Path,
     out_dir: str | Path,
@@ -874,6 +942,7 @@ def select(
 ) -> dict[str, Any]:
     """Select from `scores_dir` and write `out_dir/manifest/` atomically; returns manifest.json's content.
     `labels` veto (off) or confirm (on) candidates theme by theme; their reasons go into `reason`."""
+    check_manifest_out(out_dir)
     info = load_scores_info(scores_dir)
     sel = build_selection(cfg, info, force=force, labels=labels)
     for w in sel.warnings:

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from selector.audit import audit, passages, precision_report, wilson_interval
+from selector.errors import SelectorError
 from selector.labels import read_label_csv
 from selector.paths import demo_corpus_dir
 from selector.score import score
@@ -227,3 +228,40 @@ def test_weighted_precision_corrects_the_domain_round_robin():
     assert (r["low"], r["high"]) == (round(lo, 4), round(hi, 4))
     # equal weights: the plain Wilson interval
     assert _weighted_prec([True, False], [1.0, 1.0])["low"] == round(wilson_interval(1, 2)[0], 4)
+
+
+def test_audit_refuses_a_directory_holding_other_files(demo_manifest, tmp_path):
+    """Bug: `audit --out DIR` wrote its page into any directory (a run's own, say), mixed with what was there;
+    `select` and `materialize` refuse the like."""
+    out = tmp_path / "audit"
+    audit(demo_manifest, out, sample_size=6, evidence=False, progress=lambda m: None)
+    (out / "labels.csv").write_text("doc_id,theme,label\n")  # the page's own export may sit beside it
+    (out / "labels (1).csv").write_text("doc_id,theme,label\n")
+    audit(demo_manifest, out, sample_size=6, evidence=False, progress=lambda m: None)
+    (out / "my_notes.txt").write_text("mine")
+    with pytest.raises(SelectorError) as e:
+        audit(demo_manifest, out, sample_size=6, evidence=False, progress=lambda m: None)
+    assert str(e.value) == (
+        f"{out} holds my_notes.txt, which `selector audit` did not write and the review page would be mixed "
+        f"with. Move it out of {out}, or choose another --out."
+    )
+    with pytest.raises(SelectorError, match=r"run holds manifest/documents.parquet and \d+ more"):
+        audit(demo_manifest, demo_manifest.parent, sample_size=6, evidence=False, progress=lambda m: None)
+
+
+def test_an_audit_that_draws_nothing_writes_an_empty_page(demo_manifest, tmp_path):
+    """Bug: an audit whose sample is empty (streams with no document, as when nothing qualifies) failed with
+    polars' SchemaError: the empty sample's `row` column was a string."""
+    cfg = quick_config()
+    for t in ("honesty", "cooperation", "cooperative_ai"):
+        cfg = cfg.replace_theme(t, target_share=0.0, threshold=1.0)
+    select(demo_manifest.parent, tmp_path / "empty", cfg, progress=lambda m: None)
+    info = audit(
+        tmp_path / "empty" / "manifest",
+        tmp_path / "a",
+        sample_size=6,
+        evidence=False,
+        progress=lambda m: None,
+    )
+    assert pl.read_parquet(tmp_path / "a" / "sample.parquet").height == 0
+    assert (tmp_path / "a" / "index.html").is_file() and info["sample_size"] == 0

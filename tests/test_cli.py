@@ -81,6 +81,18 @@ def test_eval_command_reports_average_precision(tmp_path, cfg):
     assert rep["themes"]["honesty"]["positives"] == 5
     assert 0.0 <= rep["themes"]["honesty"]["average_precision"] <= 1.0
     assert rep["themes"]["ai_risk"]["average_precision"] is None
+    # Bug: `eval` printed only JSON; a person reads the table on stderr (stdout stays JSON)
+    r = run("eval", "--scores", str(tmp_path / "run"), "--labels", str(labels))
+    assert r.exit_code == 0 and json.loads(r.stdout) == rep
+    h = rep["themes"]["honesty"]
+    lines = r.stderr.splitlines()
+    assert lines[0] == "theme            labelled positives  avg precision   recall@0.01"
+    assert (
+        lines[1]
+        == f"honesty                35         5{h['average_precision']:>15.3f}{h['recall_at_budget']:>14.3f}"
+    )
+    assert lines[4] == "ai_risk                35         0              -             -"
+    assert lines[5].startswith("35 of 35 scored documents labelled; ")
 
 
 def test_readme_quickstart_has_exactly_two_commands():

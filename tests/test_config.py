@@ -41,6 +41,10 @@ def _raw(**section):
         ({"read": {"batch_size": 2.5}}, "read.batch_size must be an integer, got 2.5"),
         ({"embedding": {"modle": "x"}}, "unknown key embedding.modle; known keys: model, max_tokens"),
         ({"selekt": {}}, "unknown section [selekt]"),
+        (
+            {"select": {"domain_cap_min_documents": -1}},
+            "select.domain_cap_min_documents must be >= 0 (an integer), got -1",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(section, message):

@@ -178,3 +178,120 @@ def test_non_string_text_is_skipped_whatever_else_is_in_the_batch(tmp_path):
         df, counts = read_all(p, ReadConfig(batch_size=batch_size))
         assert df["doc_id"].to_list() == ["d0", "d1"]
         assert counts.skipped["text_not_a_string"] == 2
+
+
+def test_a_named_id_column_that_is_absent_is_an_error(tmp_path):
+    """Bug: `--id-column docid` over Parquet whose column is `doc_id` exited 0 with derived ids
+    (`000_00000.parquet#0`): the real ids were thrown away silently."""
+    p = tmp_path / "000_00000.parquet"
+    pl.DataFrame({"doc_id": ["a"], "url": ["u"], "content": ["some text"]}).write_parquet(p)
+    with pytest.raises(InputError) as e:
+        read_all(p, ReadConfig(text_column="content", id_column="docid"))
+    assert str(e.value) == (
+        f'id column "docid" not found in {p}. Available: doc_id, url, content. Use --id-column doc_id.'
+    )
+    j = write_jsonl(tmp_path / "x.jsonl", [{"key": "k1", "text": "one"}])
+    with pytest.raises(InputError, match=r'id column "uid" not found in .*x.jsonl. Available: key, text. Leave '
+                       r"--id-column out to give documents ids of the form x.jsonl#<row>."):  # fmt: skip
+        read_all(j, ReadConfig(id_column="uid"))
+    # the default `id` may be absent (derived ids), and a named column that is there is used
+    df, _ = read_all(p, ReadConfig(text_column="content"))
+    assert df["doc_id"].to_list() == ["000_00000.parquet#0"]
+    df, _ = read_all(p, ReadConfig(text_column="content", id_column="doc_id"))
+    assert df["doc_id"].to_list() == ["a"]
+
+
+def test_score_cli_names_the_missing_id_column_before_writing_anything(tmp_path):
+    """Bug (same, through `selector score`): exit 0 and derived ids; now exit 1 and no output directory."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    p = tmp_path / "d.parquet"
+    pl.DataFrame({"doc_id": ["a"], "content": ["some text"]}).write_parquet(p)
+    out = tmp_path / "o"
+    r = CliRunner().invoke(
+        cli,
+        ["score", str(p), "--out", str(out), "--text-column", "content", "--id-column", "docid", "--silent"],
+    )
+    assert r.exit_code == 1
+    assert (
+        r.output
+        == f'Error: id column "docid" not found in {p}. Available: doc_id, content. Use --id-column doc_id.\n'
+    )
+    assert not (out / "scores").exists()
+
+
+def test_a_metadata_json_in_a_directory_is_skipped_and_counted(tmp_path):
+    """Bug: a directory holding `sub/info.json` (`{"dataset": "cc", "version": 3}`) aborted the run with
+    `column "text" not found in .../info.json. Available: dataset, version. Use --text-column dataset.`"""
+    from selector.read import check_shard
+
+    write_jsonl(tmp_path / "docs.jsonl", DOCS[:2])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "info.json").write_text('{"dataset": "cc", "version": 3}\n')
+    (tmp_path / "sub" / "pretty.json").write_text(json.dumps({"dataset": "cc", "files": 2}, indent=2))
+    shards = discover_shards([tmp_path])
+    assert [sh.label for sh in shards] == ["docs.jsonl", "sub/info.json", "sub/pretty.json"]
+    for sh in shards:
+        check_shard(sh, ReadConfig())
+    counts = ShardCounts()
+    assert list(read_shard(shards[1], ReadConfig(), counts)) == []
+    assert (counts.documents_in, dict(counts.skipped)) == (1, {"not_documents": 1})
+    assert counts.warnings == [
+        f'{shards[1].source}: one JSON object without a "text" field (keys: dataset, version), metadata rather '
+        "than documents: skipped (not_documents). If it is a document, name its text field with --text-column."
+    ]
+    _, counts = read_all(shards[2].source)
+    assert dict(counts.skipped) == {"not_documents": 1}
+    df, _ = read_all(shards[0].source)
+    assert df["doc_id"].to_list() == ["d0", "d1"]
+
+
+def test_a_json_array_is_read_as_documents(tmp_path):
+    """Bug: a pretty-printed JSON array of documents became one document plus three `malformed_json` skips."""
+    p = tmp_path / "docs.json"
+    p.write_text(json.dumps([DOCS[0], DOCS[1], 7, {"id": "n", "text": 5}, DOCS[2]], indent=2))
+    df, counts = read_all(p)
+    assert df["doc_id"].to_list() == ["d0", "d1", "d2"] and df["row"].to_list() == [0, 1, 4]
+    assert df["text"].to_list() == [d["text"] for d in DOCS[:3]] and df["url"][0] == DOCS[0]["url"]
+    assert dict(counts.skipped) == {"not_a_json_object": 1, "text_not_a_string": 1}
+    assert counts.documents_in == 5
+    # JSON Lines under a .json name, and one pretty-printed document, read as such
+    df, _ = read_all(write_jsonl(tmp_path / "lines.json", DOCS[:3]))
+    assert df["doc_id"].to_list() == ["d0", "d1", "d2"]
+    (tmp_path / "one.json").write_text(json.dumps(DOCS[3], indent=2))
+    df, _ = read_all(tmp_path / "one.json")
+    assert df["doc_id"].to_list() == ["d3"]
+    # an array of objects without the text field is data with a misnamed field: an error, as for JSONL
+    (tmp_path / "c.json").write_text(
+        json.dumps([{"id": 1, "content": "a body of text to guess from"}], indent=1)
+    )
+    with pytest.raises(
+        InputError, match=r'column "text" not found in .*c.json. .*Use --text-column content.'
+    ):
+        read_all(tmp_path / "c.json")
+
+
+def test_the_text_column_hint_never_names_a_label(tmp_path):
+    """Bug: the hint suggested the longest string value, `--text-column dataset` for `"dataset": "cc"`."""
+    p = write_jsonl(tmp_path / "m.jsonl", [{"dataset": "cc", "version": 3}, {"dataset": "cc", "version": 4}])
+    with pytest.raises(InputError) as e:
+        read_all(p)
+    assert (
+        str(e.value)
+        == f'column "text" not found in {p}. Available: dataset, version. Use --text-column NAME.'
+    )
+
+
+def test_the_empty_directory_error_lists_every_format(tmp_path):
+    """Bug: the error for a directory without shards listed JSONL and Parquet suffixes but not WARC/WET."""
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(InputError) as e:
+        discover_shards([tmp_path])
+    msg = str(e.value)
+    assert msg.startswith(
+        f"directory {tmp_path} holds no JSONL, Parquet, WARC or WET file (looked for .jsonl, "
+    )
+    for suffix in (".parquet", ".warc.gz", ".warc.wet.gz", ".wet.gz", ".json"):
+        assert suffix in msg

@@ -427,7 +427,7 @@ def test_domain_cap_keeps_one_site_from_dominating(tmp_path, cfg):
     big = [{"doc_id": f"big{i}", "n_tokens": 100, "score_honesty": 0.9 - 0.01 * i, "domain": "bigsite.org"}
            for i in range(5)]  # fmt: skip
     small = [{"doc_id": f"s{i}", "n_tokens": 100, "score_honesty": 0.5} for i in range(5)]
-    m = run_select(tmp_path, sel_cfg(cfg, max_domain_share=0.2), big + small)
+    m = run_select(tmp_path, sel_cfg(cfg, max_domain_share=0.2, domain_cap_min_documents=0), big + small)
     d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
     # counted against what the stream keeps: with 2 of its documents the site would hold 200 of 700 tokens
     # (29%), with 1 it holds 100 of 600 (17%), under the cap; its best document is the one that stays
@@ -506,3 +506,91 @@ def test_a_stream_emptied_by_the_rules_says_so(tmp_path, cfg):
     rows = docs(3, "honesty", crawl_date=None)
     m = run_select(tmp_path, sel_cfg(cfg, require_provenance=True), rows)
     assert any("all 3 document(s) at or above the threshold" in w for w in m["selection"]["warnings"])
+
+
+def test_no_qualifying_document_with_a_huge_total_is_a_clear_error_not_a_traceback(tmp_path, cfg):
+    """Bug: `select --total-tokens 1T --target-share honesty=0.01` over scores where no document qualifies
+    crashed with numpy's "zero-size array to reduction operation maximum" (reps.max() of an empty stream)."""
+    c = sel_cfg(cfg, total_tokens=10**12).replace_theme("honesty", target_share=0.01)
+    rows = background(20)
+    with pytest.raises(
+        ManifestError,
+        match=r"the base mix alone is read [\d,.]+ times: --total-tokens 1,000,000,000,000 over a scored corpus "
+        r"of 2,000 tokens.*no document qualifies for honesty, cooperation, cooperative_ai",
+    ):
+        run_select(tmp_path, c, rows)
+    assert not (tmp_path / "run" / "manifest").exists()
+    # forced (or without the base mix), the manifest is written with empty streams and says why
+    m = run_select(tmp_path, c, rows, force=True, name="forced")
+    s = stream(m, "honesty")
+    assert (s["unique_documents"], s["achieved_tokens"], s["shortfall_tokens"]) == (0, 0, 10**10)
+    assert "stream honesty: no document reaches the threshold 0.500" in m["selection"]["warnings"]
+    nb = run_select(tmp_path, c.replace("select", base_in_mix=False), rows, name="nobase")
+    assert stream(nb, "honesty")["shortfall_tokens"] == 10**10
+    assert pl.read_parquet(tmp_path / "nobase" / "manifest" / "documents.parquet").height == 0
+
+
+def test_select_cli_reports_an_empty_selection_without_a_traceback(tmp_path):
+    """Bug: the same crash through the CLI: exit 1 with a traceback instead of an `Error:` line."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    root = tmp_path / "run"
+    make_scores(root, background(20))
+    args = ["select", "--scores", str(root), "--out", str(root), "--total-tokens", "1T", "--target-share",
+            "honesty=0.01", "--silent"]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and r.exception is not None and isinstance(r.exception, SystemExit)
+    assert r.output.startswith("Error: the base mix alone is read 500,000,000 times")
+    r = CliRunner().invoke(cli, [*args, "--no-base-mix"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{") :])
+    assert "stream honesty: no document reaches the threshold 0.500" in out["warnings"]
+
+
+def site_docs(n: int, site: str, prefix: str, score: float = 0.9) -> list[dict]:
+    return [{"doc_id": f"{prefix}{i:03d}", "n_tokens": 100, "score_cooperative_ai": score - 0.001 * i,
+             "domain": site} for i in range(n)]  # fmt: skip
+
+
+def test_the_domain_cap_does_not_empty_a_stream_from_one_site(tmp_path, cfg):
+    """Bug: `selector run` qualified 61 documents for cooperative_ai, all from one site, and kept 1: the cap
+    (max_domain_share 0.2) removed the other 60. With no other site the cap cannot apply; it says so."""
+    m = run_select(tmp_path, sel_cfg(cfg), site_docs(61, "one.example", "c") + background(20))
+    s = stream(m, "cooperative_ai")
+    assert (s["qualifying_documents"], s["unique_documents"]) == (61, 61)
+    assert (
+        "stream cooperative_ai: all 61 of its documents come from one site, one.example; the domain cap cannot "
+        "apply without other sites (see the manifest's domains)"
+    ) in m["selection"]["warnings"]
+
+
+def test_the_domain_cap_keeps_a_floor_of_documents_and_says_what_it_dropped(tmp_path, cfg):
+    """Bug (same): with one other site of one document, the cap would again leave 2 of 31 documents; it stops
+    at select.domain_cap_min_documents (20) and the warning says what was lost."""
+    rows = site_docs(30, "big.example", "c") + site_docs(1, "other.example", "o", score=0.5)
+    m = run_select(tmp_path, sel_cfg(cfg), rows)
+    s = stream(m, "cooperative_ai")
+    assert s["unique_documents"] == 20
+    d = pl.read_parquet(tmp_path / "run" / "manifest" / "documents.parquet")
+    assert "o000" in d["doc_id"].to_list()
+    assert sorted(d["doc_id"])[:19] == [f"c{i:03d}" for i in range(19)]  # the site's best documents stay
+    w = m["selection"]["warnings"]
+    assert (
+        "stream cooperative_ai: the domain cap dropped 11 of its 31 documents (1,100 of 3,100 unique tokens) from "
+        "big.example (max_domain_share 0.2, 0.5 as the stream has few sites; domain_cap_min_documents 20); see "
+        "rejected.parquet"
+    ) in w
+    assert (
+        "stream cooperative_ai: big.example still holds 95% of its unique tokens (max_domain_share 0.2): the cap "
+        "keeps at least domain_cap_min_documents = 20 documents; the stream has too few other sites"
+    ) in w
+    rej = pl.read_parquet(tmp_path / "run" / "manifest" / "rejected.parquet")
+    assert rej.height == 11 and rej["reason"][0] == (
+        "domain_cap: big.example would hold 96.8% of the cooperative_ai stream's unique tokens "
+        "(select.max_domain_share = 0.2, 0.5 with the stream's few sites)"
+    )
+    # without the floor, the cap of a two-site stream is one half: the big site keeps as many tokens as the other
+    m = run_select(tmp_path, sel_cfg(cfg, domain_cap_min_documents=0), rows, name="nofloor")
+    assert stream(m, "cooperative_ai")["unique_documents"] == 2
