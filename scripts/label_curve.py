@@ -85,7 +85,7 @@ def works(corpus: Path) -> dict[str, str]:
 
 
 class Curve:
-    def __init__(self, b: Bench, corpus: Path, clf_dir: Path, seed: int):
+    def __init__(self, b: Bench, corpus: Path, clf_dir: Path, seed: int, split: str = "work"):
         self.b = b
         cfg = b.cfg
         clf = Classifier.load(clf_dir)
@@ -113,7 +113,8 @@ class Curve:
         hw = json.loads(sub.read_text())["haystack_weight"] if sub.exists() else 1.0
         hay = haystack_ids(corpus)
         self.weight = np.array([hw if d in hay else 1.0 for d in b.ids])
-        self.fold = np.array([seeded_key(seed, "fold", wk[d]) % 2 for d in b.ids])
+        unit = (lambda d: wk[d]) if split == "work" else (lambda d: d)
+        self.fold = np.array([seeded_key(seed, "fold", unit(d)) % 2 for d in b.ids])
         self.sha = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
 
     def frame(
@@ -241,6 +242,12 @@ def main() -> None:
     ap.add_argument("--budgets", default="0,100,250,500,1000")
     ap.add_argument("--strategies", default="plan,random,top")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--split",
+        choices=["work", "document"],
+        default="work",
+        help="Fold by work (transfer to unseen works) or by document (labels from the same works).",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train", action="append", default=[], help="train.KEY=VALUE override (repeatable).")
     args = ap.parse_args()
@@ -254,7 +261,7 @@ def main() -> None:
     b = Bench(corpus, Path(args.work), Path(args.labels), cfg)
     if not (Path(args.classifier) / "card.json").exists():
         train_r0(b, corpus, Path(args.classifier))
-    c = Curve(b, corpus, Path(args.classifier), args.seed)
+    c = Curve(b, corpus, Path(args.classifier), args.seed, args.split)
     for f in (0, 1):
         pos = {t: int(((c.fold == f) & (b.truth[t] == 1)).sum()) for t in THEMES}
         print(f"fold {f}: {int((c.fold == f).sum()):,} documents, positives {pos}", file=sys.stderr)
@@ -273,7 +280,7 @@ def main() -> None:
             }
             results["rows"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    tag = "-".join([f"r{args.rounds}", *[kv.replace("=", "") for kv in args.train]])
+    tag = "-".join([f"r{args.rounds}", args.split, *[kv.replace("=", "") for kv in args.train]])
     (out / f"curve-{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| strategy | labels | " + " | ".join(THEMES) + " | positives labelled (both folds) |",
              "|---" * (len(THEMES) + 3) + "|"]  # fmt: skip
