@@ -96,7 +96,7 @@ class TrainConfig:
     seed_weight: float = 0.5  # ...with each seed weighing this much (a prior)
     label_background_weight: float = 0.5  # ...and the unlabelled sample as negatives of this total weight
     label_head_l2: float = 1.0  # ...and this L2 penalty (many labels need less of it than a few seeds)
-    label_mix: float = 1.0  # the head's logit: this much of the labels' head, the rest the seed teacher's
+    label_mix: float = 0.5  # the head's logit: this much of the labels' head, the rest the seed teacher's
     distill_size: int = 0  # further documents the fastText student learns the head's judgement on (0: off)
     distill_embed_fraction: float = 0.05  # ...of which the first student's top share is embedded and judged
 

@@ -115,7 +115,7 @@ def test_annotate_scores_then_train_select_and_audit(scored, label_server, tmp_p
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "clf1" / "card.json").read_text())
     assert card["label_sources"]["sources"]["llm:labels"]["labels"] == 2 * 60 * 4
-    assert any(v["fitted_on"] == "labels, seeds as a prior (label_mix 1)" for v in card["teacher"].values())
+    assert any(v["fitted_on"] == "labels, seeds as a prior (label_mix 0.5)" for v in card["teacher"].values())
 
     # select vets the candidates with the labels; audit estimates precision and recall from the plan
     res = run(cli, ["select", "--scores", str(root / "run"), "--out", str(tmp_path / "sel"), "--labels",

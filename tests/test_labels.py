@@ -123,7 +123,7 @@ def test_the_teacher_learns_from_labels_once_it_has_enough(cfg: Config):
     many = {t: {} for t in THEMES} | {
         "honesty": {**{i: 1 for i in range(10)}, **{i: 0 for i in range(300, 330)}}
     }
-    t_many = _teacher(cfg, many)
+    t_many = _teacher(cfg.replace("train", label_mix=1.0), many)
     info = t_many.info["honesty"]
     assert info["fitted_on"] == "labels, seeds as a prior (label_mix 1)"
     assert (info["labelled_positive"], info["labelled_negative"], info["pseudo_positives"]) == (10, 30, 0)

@@ -93,9 +93,24 @@ def test_with_enough_labels_the_head_follows_them_not_the_seeds():
     docs, seeds, seed_emb = setup()
     x = docs.astype(np.float64)
     human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(10)}}
-    t = run(docs, seeds, seed_emb, human=human)
+    t = run(docs, seeds, seed_emb, human=human, label_mix=1.0)
     assert t.info["t"]["fitted_on"] == "labels, seeds as a prior (label_mix 1)"
     assert t.info["t"]["pseudo_positives"] == 0
     p = predict_logistic(x, *t.heads["t"])
     assert p[10:20].min() > p[:10].max()
     assert p[10:20].mean() > 0.5 > p[20:].mean()
+
+
+def test_label_mix_blends_the_labels_head_with_the_seed_teacher():
+    """label_mix 0 is the seed teacher that learns the labels as extra examples; 1 the labels' head; 0.5
+    averages their logits (coefficients and bias)."""
+    docs, seeds, seed_emb = setup()
+    human = {**{i: 1 for i in range(10, 20)}, **{i: 0 for i in range(10)}}
+    seed_only = run(docs, seeds, seed_emb, human=human, min_label_positives=50)
+    zero = run(docs, seeds, seed_emb, human=human, label_mix=0.0)
+    one = run(docs, seeds, seed_emb, human=human, label_mix=1.0)
+    half = run(docs, seeds, seed_emb, human=human, label_mix=0.5)
+    np.testing.assert_allclose(zero.heads["t"][0], seed_only.heads["t"][0])
+    np.testing.assert_allclose(half.heads["t"][0], (zero.heads["t"][0] + one.heads["t"][0]) / 2)
+    assert abs(half.heads["t"][1] - (zero.heads["t"][1] + one.heads["t"][1]) / 2) < 1e-12
+    assert half.info["t"]["pseudo_positives"] == seed_only.info["t"]["pseudo_positives"] > 0
