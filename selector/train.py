@@ -633,7 +633,12 @@ def train(
             truth_all = teacher_strict[t]
             where = "validation"
             s_fit, truth_fit = s_all[val_idx], truth_all[val_idx]
-            if int(truth_fit.sum()) < MIN_VALIDATION_POSITIVES:
+            lab_rows = np.array(sorted(human_rows[t]), dtype=np.int64)
+            lab_pos = int(sum(human_rows[t].values()))
+            if head_info[t]["fitted_on"].startswith("labels") and lab_pos >= MIN_VALIDATION_POSITIVES:
+                # a theme learnt from labels: its threshold agrees best with the labels themselves
+                where, s_fit, truth_fit = "labels", s_all[lab_rows], truth_all[lab_rows]
+            elif int(truth_fit.sum()) < MIN_VALIDATION_POSITIVES:
                 where, s_fit, truth_fit = "whole sample", s_all, truth_all
             if int(truth_fit.sum()) < MIN_THRESHOLD_POSITIVES:
                 thr, prec, rec = 0.5, None, None
