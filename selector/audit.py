@@ -192,6 +192,59 @@ def draw_sample(
     return sample, strata
 
 
+def plan_sample(
+    documents: pl.DataFrame, manifest: dict[str, Any], mdir: Path, plan_path: str | Path
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The page's sample from a labelling plan (selector/sampling.py, as `annotate --scores` draws it): each
+    planned document under the stream that selected it, else the stream of the theme it was drawn for, else
+    the upsampled theme it scores highest on relative to its threshold; `bucket` is the stratum it was drawn
+    from and `sample_weight` 1 / pi, so that the labels give `plan_report`'s estimates."""
+    pp = Path(plan_path)
+    if not pp.exists():
+        raise SelectorError(f"labelling plan {pp} not found; `selector annotate --scores DIR` writes one.")
+    plan = pl.read_parquet(pp)
+    meta_path = pp.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("population") and int(meta["population"]) != int(manifest["base"]["documents"]):
+        raise SelectorError(
+            f"{pp} was drawn from {meta['population']:,} scored documents, but {mdir} selected from "
+            f"{manifest['base']['documents']:,}: the plan belongs to other scores."
+        )
+    streams = [st["theme"] for st in manifest["streams"]]
+    if not streams:
+        raise SelectorError(f"{mdir} has no upsampled stream to audit.")
+    thr = manifest["thresholds"]
+    chosen = {(d, src, r): (t, rep, w, why) for d, src, r, t, rep, w, why in documents.select(
+        "doc_id", "source", "row", "theme", "repeats", "weight", "reason").iter_rows()}  # fmt: skip
+    base_w = 1.0 if manifest["base"]["in_mix"] else 0.0
+    rows = []
+    for r in plan.iter_rows(named=True):
+        tags = (r["strata"] or "").split()
+        hit = chosen.get((r["doc_id"], r["source"], r["row"]))
+        drawn_for = [t.split(":")[0] for t in tags if ":" in t and t.split(":")[0] in streams]
+        if hit:
+            stream = hit[0]
+        elif drawn_for:
+            stream = drawn_for[0]
+        else:
+            stream = max(streams, key=lambda t: (r.get(f"score_{t}") or 0.0) / max(float(thr[t]), 1e-9))
+        bucket = next((t.split(":")[1] for t in tags if t.startswith(f"{stream}:")), tags[0] if tags else "")
+        bucket = bucket.split(":")[-1]
+        rows.append(
+            {
+                "doc_id": r["doc_id"], "stream": stream, "kind": "selected" if hit else "near_threshold_reject",
+                "bucket": bucket, "source": r["source"], "row": r["row"], "url": r.get("url"),
+                "domain": r.get("domain"), "n_tokens": r.get("n_tokens"),
+                "repeats": hit[1] if hit else 0, "weight": hit[2] if hit else base_w,
+                "reason": hit[3] if hit else f"not selected: {stream} score {(r.get(f'score_{stream}') or 0):.3f}",
+                "sample_weight": 1.0 / float(r["pi"]), "n_chars": r.get("n_chars"),
+                **{c: r[c] for c in plan.columns if c.startswith("score_")},
+            }
+        )  # fmt: skip
+    sample = pl.DataFrame(rows, infer_schema_length=None)
+    return sample, {"plan": str(pp), "planned": plan.height, "plan_hash": meta.get("plan_hash")}
+
+
 def fetch_texts(manifest: dict[str, Any], mdir: Path, sample: pl.DataFrame) -> dict[tuple[str, int], str]:
     """The text of each sampled document, read from its input shard (checked unchanged since scoring)."""
     where = mdir / "manifest.json"
@@ -373,8 +426,10 @@ def audit(
     seed: int | None = None,
     evidence: bool = True,
     progress: Callable[[str], None] = log.info,
+    plan_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write the review page and the sample for `manifest_path` into `out_dir`; returns audit.json's content."""
+    """Write the review page and the sample for `manifest_path` into `out_dir` (drawn by buckets of the
+    streams, or the documents of a labelling plan); returns audit.json's content."""
     from .audit_page import render_page
 
     foreign = foreign_files(Path(out_dir), _audit_owns)
@@ -399,7 +454,10 @@ def audit(
     scores = pl.scan_parquet(parts).select(
         "doc_id", "source", "row", "url", "domain", "n_chars", "n_tokens", *score_cols
     )
-    sample, strata = draw_sample(documents, scores, manifest, sample_size, near_fraction, seed)
+    if plan_path is not None:
+        sample, strata = plan_sample(documents, manifest, mdir, plan_path)
+    else:
+        sample, strata = draw_sample(documents, scores, manifest, sample_size, near_fraction, seed)
     progress(
         f"sampled {sample.height} documents ({int((sample['kind'] != 'selected').sum())} near-threshold rejects)"
     )
@@ -467,6 +525,7 @@ def audit(
         "sample_size": sample.height,
         "near_fraction": near_fraction,
         "strata": strata,
+        "plan": str(plan_path) if plan_path is not None else None,
         "evidence_note": note,
         "files": {"page": "index.html", "sample": "sample.parquet", "csv": "sample.csv"},
     }

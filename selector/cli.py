@@ -884,8 +884,9 @@ def materialize(
     "plan_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="With --labels: the labelling plan `selector annotate --scores` drew (LABELS.plan.parquet, found "
-    "beside LABELS.csv by default): estimate precision and recall of every stream over the whole corpus.",
+    help="The labelling plan `selector annotate --scores` drew (LABELS.plan.parquet): without --labels, the "
+    "page shows its documents for people to label; with --labels (the plan is found beside LABELS.csv or "
+    "recorded by the page), estimate precision and recall of every stream over the whole corpus.",
 )
 @click.option("--silent", is_flag=True, help="No progress on stderr.")
 @_errors_as_click
@@ -918,12 +919,19 @@ def audit(
 
     progress = _setup(silent)
     if labels_path is None:
-        if plan_path is not None:
-            raise click.UsageError("--plan needs --labels (the labels of the plan's documents).")
-        _emit(run_audit(manifest, out_dir, sample_size, near_fraction, seed, not no_evidence, progress))
+        _emit(
+            run_audit(
+                manifest, out_dir, sample_size, near_fraction, seed, not no_evidence, progress, plan_path
+            )
+        )
         return
     beside = Path(labels_path).with_suffix(".plan.parquet")
-    if plan_path is None and beside.exists():
+    audit_json = Path(out_dir) / "audit.json"
+    page_plan = json.loads(audit_json.read_text()).get("plan") if audit_json.exists() else None
+    if plan_path is None and page_plan:
+        plan_path = str(page_plan)
+        progress(f"estimating from the labelling plan the page was drawn from: {plan_path}")
+    elif plan_path is None and beside.exists():
         plan_path = str(beside)
         progress(f"estimating from the labelling plan beside the labels: {plan_path}")
     if plan_path is not None:

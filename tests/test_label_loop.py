@@ -160,3 +160,33 @@ def test_annotate_needs_inputs_or_scores(tmp_path):
                                    "--budget", "1", "--out", str(tmp_path / "x.csv")])  # fmt: skip
     assert res.exit_code == 2
     assert "give INPUTS" in res.output
+
+
+def test_the_audit_page_can_show_a_plan_and_estimate_from_its_labels(scored, label_server, tmp_path):
+    """The page's sample and the annotator share one strategy: `audit --plan` lays out the plan's documents
+    (weights 1 / pi, buckets = strata); labels of them give plan estimates without naming the plan again."""
+    root, cfg_path = scored
+    run = CliRunner().invoke
+    labels = tmp_path / "r1.csv"
+    res = run(cli, ["annotate", "--scores", str(root / "run"), "--endpoint", label_server, "--model", "labels",
+                    "--budget", "40", "--out", str(labels), "--config", str(cfg_path), "--silent"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = run(cli, ["select", "--scores", str(root / "run"), "--out", str(tmp_path / "sel"), "--config",
+                    str(cfg_path), "--silent"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    page = tmp_path / "page"
+    res = run(cli, ["audit", str(tmp_path / "sel" / "manifest"), "--out", str(page), "--plan",
+                    str(tmp_path / "r1.plan.parquet"), "--no-evidence", "--silent"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    sample = pl.read_parquet(page / "sample.parquet")
+    plan = pl.read_parquet(tmp_path / "r1.plan.parquet")
+    assert sorted(sample["doc_id"].to_list()) == sorted(plan["doc_id"].to_list())
+    pis = dict(zip(plan["doc_id"].to_list(), plan["pi"].to_list(), strict=True))
+    for d, w in sample.select("doc_id", "sample_weight").iter_rows():
+        assert abs(w - 1 / pis[d]) < 1e-9
+    assert set(sample["bucket"].unique().to_list()) <= {"top", "threshold", "disagree", "background"}
+    res = run(cli, ["audit", str(tmp_path / "sel" / "manifest"), "--out", str(page), "--labels", str(labels)])
+    assert res.exit_code == 0, res.output
+    assert "the page was drawn from" in res.output
+    est = json.loads((page / "estimates.json").read_text())
+    assert est["labelled_planned_documents"] == 40
