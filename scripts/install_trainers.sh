@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up the trainers' own libraries, which tests/test_trainers.py runs on the exports (by subprocess), in
+# venvs of their own under .venv-trainers/: their pins clash with selector's and with each other's
+# (dolma 1.2.1 needs numpy<2, datatrove 0.10 numpy>=2, LLM Foundry 0.22 torch 2.7 and Streaming 0.12).
+#   main      megatron-core 0.16.1, ai2-olmo-core 3.0.0, mosaicml-streaming 0.13.0, tokenizers
+#   foundry   llm-foundry 0.22.0 with the Streaming it pins (0.12.0), on this machine's torch
+#   nanotron  nanotron main (commit 2411b022, tests/trainers/nanotron-2411b022.tar.gz: not on PyPI) + datatrove 0.10.1
+#   dolma     dolma 1.2.1 (its `dolma mix` and `dolma tokens`)
+# Idempotent: a venv whose stamp matches this script is only checked. Pass venv names to build only those.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+ROOT=.venv-trainers
+TORCH="torch==2.13.0"  # the CPU build on this machine's disk; any other pulls a multi-GB CUDA build
+want=$(sha256sum scripts/install_trainers.sh | cut -c1-16)
+mkdir -p "$ROOT"
+
+pipi() { "$ROOT/$1/bin/python" -m pip install --quiet --disable-pip-version-check "${@:2}"; }
+
+build() {
+  local name=$1 check=$2
+  local stamp="$ROOT/$name/.installed"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$ROOT/$name/bin/python" -c "$check" 2>/dev/null; then
+    return 0
+  fi
+  echo "install_trainers: building $ROOT/$name" >&2
+  local t0=$SECONDS
+  rm -rf "${ROOT:?}/$name"
+  "$PY" -m venv "$ROOT/$name"
+  case $name in
+    main)
+      pipi main "$TORCH"
+      pipi main "megatron-core==0.16.1" "ai2-olmo-core==3.0.0" "mosaicml-streaming==0.13.0" "tokenizers>=0.20"
+      ;;
+    foundry)
+      # LLM Foundry 0.22 pins torch<2.7.1, which PyPI only has as a CUDA build: it goes in without its
+      # dependencies, on this machine's torch, with the ones its text dataloader imports
+      pipi foundry "$TORCH"
+      pipi foundry "mosaicml-streaming==0.12.0" "transformers>=4.51,<4.52" "omegaconf>=2.2.3,<3" \
+        "catalogue>=2,<3" "tenacity>=8.2.3" "datasets>=3.3.2,<3.7" "einops==0.8.1" "accelerate>=0.25,<1.9" \
+        "boto3>=1.21.45,<2" "mlflow-skinny>=2.14.1,<3" "torchmetrics>=1.0" "coolname" "importlib-metadata" \
+        "tokenizers" "sentencepiece" "GitPython" "typer<1"
+      pipi foundry --no-deps "llm-foundry==0.22.0" "mosaicml==0.32.1"
+      ;;
+    nanotron)
+      pipi nanotron "$TORCH"
+      pipi nanotron "datatrove==0.10.1" "dacite" "numba" "transformers" "datasets" "torchtyping" "safetensors" \
+        "tokenizers"
+      # nanotron main declares numpy<2, which datatrove 0.10 cannot have: it goes in without its dependencies
+      pipi nanotron --no-deps tests/trainers/nanotron-2411b022.tar.gz
+      ;;
+    dolma)
+      pipi dolma "dolma==1.2.1"
+      ;;
+  esac
+  echo "$want" > "$stamp"
+  echo "install_trainers: $ROOT/$name ready in $((SECONDS - t0)) s" >&2
+}
+
+declare -A CHECKS=(
+  [main]="import megatron.core.datasets.blended_megatron_dataset_builder, olmo_core.data, streaming, tokenizers"
+  [foundry]="import llmfoundry.data.text_data"
+  [nanotron]="import nanotron.config, nanotron.data.nanoset, datatrove"
+  [dolma]="import dolma"
+)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(main foundry nanotron dolma)
+for n in "${names[@]}"; do
+  build "$n" "${CHECKS[$n]}"
+done
