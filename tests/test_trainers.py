@@ -1,0 +1,127 @@
+"""Each export loaded by the trainer's own library (run in .venv-trainers/<venv> by subprocess, built by
+scripts/install_trainers.sh): the streams are materialized, written to the exported paths by the library's
+own writer with a tokenizer built here (one token per 4 characters, so a stream's real tokens equal the
+manifest's estimate), read by the trainer's dataset builder, and the tokens it draws per stream are checked
+against the manifest, within the rounding `selector export` predicts (and warns about)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from selector.export import rounding_error
+from selector.export import export as run_export
+from selector.materialize import materialize
+from tests.test_export import make_run
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVERS = ROOT / "tests" / "trainers"
+VENVS = ROOT / ".venv-trainers"
+TOTAL = 40_000  # 2,500 samples of 16 tokens: honesty 3,500 tokens, corrigibility 1,202, harmlessness 3,004
+SEQ_LEN = 16
+STREAMS = ["honesty", "corrigibility", "harmlessness"]
+SHARES = {"honesty": 3500, "corrigibility": 1202, "harmlessness": 3004, "base": TOTAL - 7706}
+BASE_DOCS = 40  # the base mix: 40 documents of 1,000 tokens, more than its 32,294
+
+
+def venv_python(name: str) -> Path:
+    py = VENVS / name / "bin" / "python"
+    if not (VENVS / name / ".installed").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{VENVS / name} is not built; scripts/test.sh runs scripts/install_trainers.sh first")
+        pytest.skip(f"{VENVS / name} is not built: run `bash scripts/install_trainers.sh {name}`")
+    return py
+
+
+def run_driver(venv: str, script: str, spec: dict[str, Any], tmp: Path, *args: str) -> dict[str, Any]:
+    spec_path = tmp / f"{script}.spec.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(DRIVERS)}
+    proc = subprocess.run(
+        [str(venv_python(venv)), str(DRIVERS / script), str(spec_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def texts(files: list[Path]) -> list[str]:
+    out = []
+    for f in files:
+        with gzip.open(f, "rt") as fh:
+            out += [json.loads(line)["text"] for line in fh]
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A run, its materialized streams, a base mix (JSONL) and the vocabulary of the tokenizer."""
+    tmp = tmp_path_factory.mktemp("trainers")
+    run = make_run(tmp / "run", total_tokens=TOTAL)
+    materialize(run / "manifest", tmp / "materialized", progress=lambda _m: None)
+    files = {s: sorted((tmp / "materialized" / s).glob("part-*.jsonl.gz")) for s in STREAMS}
+    base = tmp / "base" / "part-00000.jsonl.gz"
+    base.parent.mkdir()
+    with gzip.open(base, "wt") as fh:
+        for i in range(BASE_DOCS):
+            text = "".join(f"base{i:02d}-{j:04d} " for j in range(4000 // 11 + 1))[:4000]
+            fh.write(json.dumps({"id": f"base{i}", "text": text}) + "\n")
+    files["base"] = [base]
+    vocab = sorted({t[k : k + 4] for fs in files.values() for t in texts(fs) for k in range(0, len(t), 4)})
+    (tmp / "vocab.json").write_text(json.dumps(vocab))
+    tokens = {s: sum(-(-len(t) // 4) for t in texts(fs)) for s, fs in files.items()}
+    assert {s: tokens[s] for s in STREAMS} == {s: SHARES[s] for s in STREAMS}  # the tokenizer's counts
+    return {"tmp": tmp, "run": run, "files": files, "vocab": str(tmp / "vocab.json")}
+
+
+def check_draws(fmt: str, drawn: dict[str, float], summary: dict[str, Any]) -> None:
+    """Every stream's drawn tokens are its manifest share of the run, within the rounding the export
+    predicts; the export warns for exactly the streams whose rounding can exceed 0.5%."""
+    total = sum(drawn.values())
+    for name, want in SHARES.items():
+        bound = rounding_error(fmt, want, SEQ_LEN)
+        got = drawn[name] / total * TOTAL
+        assert abs(got - want) / want <= bound + 1e-9, (name, got, want, bound)
+        assert summary["streams"][name]["rounding_error"] == pytest.approx(bound, abs=1e-6)
+    warned = {w.split(":")[0] for w in summary["warnings"]}
+    assert warned == {n for n, t in SHARES.items() if rounding_error(fmt, t, SEQ_LEN) > 0.005}
+
+
+def test_megatron_blend_loads_in_megatron_core(world: dict[str, Any]) -> None:
+    tmp: Path = world["tmp"] / "megatron"
+    tmp.mkdir()
+    blend = tmp / "blend.txt"
+    summary = run_export(world["run"] / "manifest", "megatron", blend, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    paths = json.loads(
+        next(ln for ln in (tmp / "blend.txt.selector.txt").read_text().splitlines() if ln.startswith("# selector-export"))[
+            len("# selector-export: ") :
+        ]
+    )["paths"]
+    spec = {
+        "blend": str(blend),
+        "sidecar": str(tmp / "blend.txt.selector.txt"),
+        "vocab": world["vocab"],
+        "train_samples": TOTAL // SEQ_LEN,
+        "seq_len": SEQ_LEN,
+        "cache": str(tmp / "cache"),
+        "streams": {paths[s]: [str(f) for f in fs] for s, fs in world["files"].items()},
+    }
+    got = run_driver("main", "megatron_check.py", spec, tmp)
+    assert got["split"] == "100,0,0" and got["valid"] is None  # nothing of the run goes to validation
+    # megatron-core 0.16 gives each prefix ceil(weight * train_samples) samples: up to one more per prefix
+    assert TOTAL // SEQ_LEN <= got["train_samples"] <= TOTAL // SEQ_LEN + len(SHARES)
+    assert got["sample_tokens"] == SEQ_LEN
+    by_name = {s: got["samples"][paths[s]] for s in SHARES}
+    check_draws("megatron", {s: n * SEQ_LEN for s, n in by_name.items()}, summary)
