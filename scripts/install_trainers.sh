@@ -17,6 +17,11 @@ mkdir -p "$ROOT"
 
 pipi() { "$ROOT/$1/bin/python" -m pip install --quiet --disable-pip-version-check "${@:2}"; }
 
+# Streaming imports torchvision at import time (for its vision datasets, which the text path never uses), and
+# PyPI's torchvision builds need CUDA torch: their failing extension makes `import torchvision` raise on this
+# machine's CPU torch. torchvision 0.16.2 tolerates a missing extension, so it goes in without its dependencies.
+vision_shim() { pipi "$1" --no-deps --force-reinstall "torchvision==0.16.2"; }
+
 build() {
   local name=$1 check=$2
   local stamp="$ROOT/$name/.installed"
@@ -31,6 +36,7 @@ build() {
     main)
       pipi main "$TORCH"
       pipi main "megatron-core==0.16.1" "ai2-olmo-core==3.0.0" "mosaicml-streaming==0.13.0" "tokenizers>=0.20"
+      vision_shim main
       ;;
     foundry)
       # LLM Foundry 0.22 pins torch<2.7.1, which PyPI only has as a CUDA build: it goes in without its
@@ -41,6 +47,7 @@ build() {
         "boto3>=1.21.45,<2" "mlflow-skinny>=2.14.1,<3" "torchmetrics>=1.0" "coolname" "importlib-metadata" \
         "tokenizers" "sentencepiece" "GitPython" "typer<1"
       pipi foundry --no-deps "llm-foundry==0.22.0" "mosaicml==0.32.1"
+      vision_shim foundry
       ;;
     nanotron)
       pipi nanotron "$TORCH"

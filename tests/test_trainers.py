@@ -125,3 +125,15 @@ def test_megatron_blend_loads_in_megatron_core(world: dict[str, Any]) -> None:
     assert got["sample_tokens"] == SEQ_LEN
     by_name = {s: got["samples"][paths[s]] for s in SHARES}
     check_draws("megatron", {s: n * SEQ_LEN for s, n in by_name.items()}, summary)
+
+
+def test_mosaic_streams_load_in_streaming(world: dict[str, Any]) -> None:
+    tmp: Path = world["tmp"] / "mosaic"
+    tmp.mkdir()
+    out = tmp / "loader.yaml"
+    summary = run_export(world["run"] / "manifest", "mosaic", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    spec = {"export": str(out), "vocab": world["vocab"], "streams": {s: [str(f) for f in fs] for s, fs in world["files"].items()}}
+    got = run_driver("main", "mosaic_check.py", spec, tmp)
+    assert got["epoch"] == TOTAL // SEQ_LEN == sum(got["samples"].values())
+    assert got["samples"] == got["choose"]
+    check_draws("mosaic", {s: n * SEQ_LEN for s, n in got["samples"].items()}, summary)
