@@ -137,3 +137,43 @@ def test_mosaic_streams_load_in_streaming(world: dict[str, Any]) -> None:
     assert got["epoch"] == TOTAL // SEQ_LEN == sum(got["samples"].values())
     assert got["samples"] == got["choose"]
     check_draws("mosaic", {s: n * SEQ_LEN for s, n in got["samples"].items()}, summary)
+
+
+def test_mosaic_train_loader_has_what_llm_foundry_requires(world: dict[str, Any], tmp_path: Path) -> None:
+    """Regression: LLM Foundry 0.22's build_text_dataloader requires drop_last and num_workers, which the
+    exported train_loader lacked (a TypeError). Its wheel cannot run on this machine's torch (it pins torch
+    2.7, on PyPI only as a CUDA build), so the signature is read from the wheel's source."""
+    import ast
+    import zipfile
+
+    wheels = sorted((VENVS / "foundry" / "wheels").glob("llm_foundry-0.22.0-*.whl")) if venv_python("foundry") else []
+    assert wheels, f"no llm-foundry wheel under {VENVS / 'foundry' / 'wheels'}"
+    src = zipfile.ZipFile(wheels[0]).read("llmfoundry/data/text_data.py").decode()
+    fn = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == "build_text_dataloader")
+    args = [a.arg for a in fn.args.args]
+    required = set(args[: len(args) - len(fn.args.defaults)])
+    out = tmp_path / "loader.yaml"
+    run_export(world["run"] / "manifest", "mosaic", out, seq_len=SEQ_LEN)
+    loader = yaml.safe_load(out.read_text())["train_loader"]
+    given = set(loader) - {"name"} | {"tokenizer", "device_batch_size"}  # LLM Foundry passes these two itself
+    assert required == {"tokenizer", "device_batch_size", "dataset", "drop_last", "num_workers"}
+    assert required <= given and set(loader) - {"name"} <= set(args)
+
+
+def test_olmo_core_mix_loads_in_olmo_core(world: dict[str, Any]) -> None:
+    tmp: Path = world["tmp"] / "olmo"
+    tmp.mkdir()
+    out = tmp / "mix.yaml"
+    summary = run_export(world["run"] / "manifest", "olmo-core", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    sources = yaml.safe_load(out.read_text())["source_list"]["sources"]
+    dirs = {s["source_name"]: s["paths"][0].removesuffix("/*.npy") for s in sources}
+    spec = {
+        "vocab": world["vocab"],
+        "tokenizer": str(tmp / "tokenizer.json"),
+        "streams": {dirs[s]: [str(f) for f in fs] for s, fs in world["files"].items()},
+    }
+    run_driver("dolma", "dolma_tokens.py", spec, tmp)
+    got = run_driver("main", "olmo_check.py", {"export": str(out), "seq_len": SEQ_LEN}, tmp)
+    assert got["requested"] == TOTAL and sum(got["tokens"].values()) == TOTAL
+    assert all(n == 1 for n in got["files"].values())  # one .npy per stream: the rounding bound is one instance
+    check_draws("olmo-core", got["tokens"], summary)
