@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up the trainers' own libraries, which tests/test_trainers.py runs on the exports (by subprocess), in
 # venvs of their own under .venv-trainers/: their pins clash with selector's and with each other's
-# (dolma 1.2.1 needs numpy<2, datatrove 0.10 numpy>=2, LLM Foundry 0.22 torch 2.7 and Streaming 0.12).
+# (dolma 1.2.1 needs numpy<2, datatrove 0.9 numpy>=2, LLM Foundry 0.22 torch 2.7 and Streaming 0.12).
 #   main      megatron-core 0.16.1, ai2-olmo-core 3.0.0, mosaicml-streaming 0.13.0, tokenizers
 #   foundry   the llm-foundry 0.22.0 wheel, as source (it cannot run on this machine's torch)
-#   nanotron  nanotron main (commit 2411b022, tests/trainers/nanotron-2411b022.tar.gz: not on PyPI) + datatrove 0.10.1
+#   nanotron  nanotron main (commit 2411b022, tests/trainers/nanotron-2411b022.tar.gz: not on PyPI) + datatrove 0.9.0
 #   dolma     dolma 1.2.1 (its `dolma mix` and `dolma tokens`)
 # Idempotent: a venv whose stamp matches this script is only checked. Pass venv names to build only those.
 set -euo pipefail
@@ -46,8 +46,10 @@ build() {
       ;;
     nanotron)
       pipi nanotron "$TORCH"
-      pipi nanotron "datatrove==0.10.1" "dacite" "numba" "transformers" "datasets" "torchtyping" "safetensors" \
-        "tokenizers"
+      # datatrove 0.10 renamed DatatroveFolderDataset's folder_path, which nanotron main still passes: 0.9.0
+      pipi nanotron "datatrove==0.9.0" "dacite" "numba" "transformers>=4.45,<5" "datasets>=3,<4.1" "torchtyping" \
+        "safetensors" \
+        "tokenizers" "triton" "orjson"
       # nanotron main declares numpy<2, which datatrove 0.10 cannot have: it goes in without its dependencies
       pipi nanotron --no-deps tests/trainers/nanotron-2411b022.tar.gz
       ;;

@@ -177,3 +177,26 @@ def test_olmo_core_mix_loads_in_olmo_core(world: dict[str, Any]) -> None:
     assert got["requested"] == TOTAL and sum(got["tokens"].values()) == TOTAL
     assert all(n == 1 for n in got["files"].values())  # one .npy per stream: the rounding bound is one instance
     check_draws("olmo-core", got["tokens"], summary)
+
+
+def test_nanotron_stage_loads_in_nanotron_main(world: dict[str, Any]) -> None:
+    """Regression: the export wrote `dataset_folder: {path: weight}`, which nanotron main rejects
+    (UnionMatchError on data.dataset); it takes `dataset_folder: [paths]` with `dataset_weights: [w]`."""
+    tmp: Path = world["tmp"] / "nanotron"
+    tmp.mkdir()
+    out = tmp / "nanotron.yaml"
+    summary = run_export(world["run"] / "manifest", "nanotron", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    folders = yaml.safe_load(out.read_text())["data_stages"][0]["data"]["dataset"]["dataset_folder"]
+    by_name = dict(zip(SHARES, folders, strict=True))
+    spec = {
+        "export": str(out),
+        "vocab": world["vocab"],
+        "tokenizer": str(tmp / "tokenizer.json"),
+        "seq_len": SEQ_LEN,
+        "train_samples": TOTAL // SEQ_LEN,
+        "streams": {by_name[s]: [str(f) for f in fs] for s, fs in world["files"].items()},
+    }
+    got = run_driver("nanotron", "nanotron_check.py", spec, tmp)
+    assert got["type"] == "NanosetDatasetsArgs" and got["sample_tokens"] == SEQ_LEN + 1
+    assert sum(got["samples"].values()) == TOTAL // SEQ_LEN
+    check_draws("nanotron", {s: got["samples"][f] * SEQ_LEN for s, f in by_name.items()}, summary)
