@@ -41,12 +41,12 @@ def venv_python(name: str) -> Path:
     return py
 
 
-def run_driver(venv: str, script: str, spec: dict[str, Any], tmp: Path, *args: str) -> dict[str, Any]:
+def run_driver(venv: str, script: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     spec_path = tmp / f"{script}.spec.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(DRIVERS)}
     proc = subprocess.run(
-        [str(venv_python(venv)), str(DRIVERS / script), str(spec_path), *args],
+        [str(venv_python(venv)), str(DRIVERS / script), str(spec_path)],
         capture_output=True,
         text=True,
         cwd=tmp,
@@ -200,3 +200,44 @@ def test_nanotron_stage_loads_in_nanotron_main(world: dict[str, Any]) -> None:
     assert got["type"] == "NanosetDatasetsArgs" and got["sample_tokens"] == SEQ_LEN + 1
     assert sum(got["samples"].values()) == TOTAL // SEQ_LEN
     check_draws("nanotron", {s: got["samples"][f] * SEQ_LEN for s, f in by_name.items()}, summary)
+
+
+@pytest.mark.parametrize("inputs", ["jsonl", "parquet"])
+def test_dolma_mix_runs_in_dolma(world: dict[str, Any], tmp_path: Path, inputs: str) -> None:
+    """Regression: `dolma mix` rejected the export (`Either filter or span_replacement must be specified`:
+    the base stream had no filter), copies of a document shared an id, and nothing wrote documents/. Now
+    dolma 1.2.1 runs the exported mix as written; each stream's output equals `selector materialize`'s
+    texts (its multiset), every id is distinct, and the base gets every scored document."""
+    run = make_run(tmp_path / "run", total_tokens=TOTAL)
+    if inputs == "parquet":  # the same shards as Parquet: the export reads them through selector's reader
+        import polars as pl
+
+        mf = run / "manifest" / "manifest.json"
+        m = json.loads(mf.read_text())
+        for inp in m["inputs"]:
+            src = Path(inp["source"])
+            rows = [json.loads(line) for line in (gzip.open(src, "rt") if src.suffix == ".gz" else src.open())]
+            dst = src.with_name(src.name.split(".")[0] + ".parquet")
+            pl.DataFrame(rows).write_parquet(dst)
+            inp.update(source=str(dst), format="parquet", size=dst.stat().st_size, mtime_ns=dst.stat().st_mtime_ns)
+        mf.write_text(json.dumps(m))
+        for part in (run / "scores").glob("*.parquet"):
+            df = pl.read_parquet(part)
+            old = df["source"][0]
+            new = next(i["source"] for i in m["inputs"] if Path(i["source"]).stem == Path(old).name.split(".")[0])
+            df.with_columns(source=pl.lit(new)).write_parquet(part)
+        docs = pl.read_parquet(run / "manifest" / "documents.parquet")
+        mapping = {i["source"].replace(".parquet", s): i["source"] for i in m["inputs"] for s in (".jsonl", ".jsonl.gz")}
+        docs.with_columns(pl.col("source").replace(mapping)).write_parquet(run / "manifest" / "documents.parquet")
+    out = tmp_path / "dolma"
+    summary = run_export(run / "manifest", "dolma", out)
+    assert summary["warnings"] == [] and all(f["rounding_error"] == 0 for f in summary["streams"].values())
+    got = run_driver("dolma", "dolma_mix.py", {"mix": str(out / "mix.yaml")}, tmp_path)["outputs"]
+    mixed = out.resolve() / "mixed"
+    for s in STREAMS:
+        written = got[str(mixed / s)]
+        assert sorted(t for _i, t in written) == sorted(texts(world["files"][s])), s
+        assert len({i for i, _t in written}) == len(written), s  # distinct ids per copy
+        assert sum(-(-len(t) // 4) for _i, t in written) == SHARES[s]
+    base = got[str(mixed / "base")]
+    assert sorted(i for i, _t in base) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b3"]
