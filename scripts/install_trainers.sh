@@ -64,7 +64,7 @@ build() {
 declare -A CHECKS=(
   [main]="import megatron.core.datasets.blended_megatron_dataset_builder, olmo_core.data, streaming, tokenizers"
   [foundry]="import glob, sys; sys.exit(not glob.glob('$ROOT/foundry/wheels/llm_foundry-0.22.0-*.whl'))"
-  [nanotron]="import nanotron.config, nanotron.data.nanoset, datatrove"
+  [nanotron]="import nanotron, datatrove.utils.dataset, numba, triton, dacite"
   [dolma]="import dolma"
 )
 names=("$@")

@@ -709,7 +709,9 @@ def _errors_as_click(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--base-path", default=None, help="The tokenized base mix (default: DATA_ROOT/base/...).")
 @click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True, help="Tokens per sample.")
 @_errors_as_click
-def export(manifest: str, fmt: str, out: str, data_root: str | None, base_path: str | None, seq_len: int) -> None:
+def export(
+    manifest: str, fmt: str, out: str, data_root: str | None, base_path: str | None, seq_len: int
+) -> None:
     """Express MANIFEST's token budget for a trainer (Megatron-LM, OLMo-core, MosaicML Streaming, nanotron,
     dolma), then re-derive every stream's tokens from the written file and fail if any is off by > 0.5%;
     warn where the trainer's whole-sample rounding can move a stream by more than that.

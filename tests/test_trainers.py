@@ -10,15 +10,14 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from selector.export import rounding_error
 from selector.export import export as run_export
+from selector.export import rounding_error
 from selector.materialize import materialize
 from tests.test_export import make_run
 
@@ -36,7 +35,9 @@ def venv_python(name: str) -> Path:
     py = VENVS / name / "bin" / "python"
     if not (VENVS / name / ".installed").is_file():
         if os.environ.get("CI"):
-            pytest.fail(f"{VENVS / name} is not built; scripts/test.sh runs scripts/install_trainers.sh first")
+            pytest.fail(
+                f"{VENVS / name} is not built; scripts/test.sh runs scripts/install_trainers.sh first"
+            )
         pytest.skip(f"{VENVS / name} is not built: run `bash scripts/install_trainers.sh {name}`")
     return py
 
@@ -103,11 +104,15 @@ def test_megatron_blend_loads_in_megatron_core(world: dict[str, Any]) -> None:
     tmp: Path = world["tmp"] / "megatron"
     tmp.mkdir()
     blend = tmp / "blend.txt"
-    summary = run_export(world["run"] / "manifest", "megatron", blend, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    summary = run_export(
+        world["run"] / "manifest", "megatron", blend, data_root=str(tmp / "tok"), seq_len=SEQ_LEN
+    )
     paths = json.loads(
-        next(ln for ln in (tmp / "blend.txt.selector.txt").read_text().splitlines() if ln.startswith("# selector-export"))[
-            len("# selector-export: ") :
-        ]
+        next(
+            ln
+            for ln in (tmp / "blend.txt.selector.txt").read_text().splitlines()
+            if ln.startswith("# selector-export")
+        )[len("# selector-export: ") :]
     )["paths"]
     spec = {
         "blend": str(blend),
@@ -131,8 +136,14 @@ def test_mosaic_streams_load_in_streaming(world: dict[str, Any]) -> None:
     tmp: Path = world["tmp"] / "mosaic"
     tmp.mkdir()
     out = tmp / "loader.yaml"
-    summary = run_export(world["run"] / "manifest", "mosaic", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
-    spec = {"export": str(out), "vocab": world["vocab"], "streams": {s: [str(f) for f in fs] for s, fs in world["files"].items()}}
+    summary = run_export(
+        world["run"] / "manifest", "mosaic", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN
+    )
+    spec = {
+        "export": str(out),
+        "vocab": world["vocab"],
+        "streams": {s: [str(f) for f in fs] for s, fs in world["files"].items()},
+    }
     got = run_driver("main", "mosaic_check.py", spec, tmp)
     assert got["epoch"] == TOTAL // SEQ_LEN == sum(got["samples"].values())
     assert got["samples"] == got["choose"]
@@ -146,10 +157,18 @@ def test_mosaic_train_loader_has_what_llm_foundry_requires(world: dict[str, Any]
     import ast
     import zipfile
 
-    wheels = sorted((VENVS / "foundry" / "wheels").glob("llm_foundry-0.22.0-*.whl")) if venv_python("foundry") else []
+    wheels = (
+        sorted((VENVS / "foundry" / "wheels").glob("llm_foundry-0.22.0-*.whl"))
+        if venv_python("foundry")
+        else []
+    )
     assert wheels, f"no llm-foundry wheel under {VENVS / 'foundry' / 'wheels'}"
     src = zipfile.ZipFile(wheels[0]).read("llmfoundry/data/text_data.py").decode()
-    fn = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == "build_text_dataloader")
+    fn = next(
+        n
+        for n in ast.walk(ast.parse(src))
+        if isinstance(n, ast.FunctionDef) and n.name == "build_text_dataloader"
+    )
     args = [a.arg for a in fn.args.args]
     required = set(args[: len(args) - len(fn.args.defaults)])
     out = tmp_path / "loader.yaml"
@@ -164,7 +183,9 @@ def test_olmo_core_mix_loads_in_olmo_core(world: dict[str, Any]) -> None:
     tmp: Path = world["tmp"] / "olmo"
     tmp.mkdir()
     out = tmp / "mix.yaml"
-    summary = run_export(world["run"] / "manifest", "olmo-core", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    summary = run_export(
+        world["run"] / "manifest", "olmo-core", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN
+    )
     sources = yaml.safe_load(out.read_text())["source_list"]["sources"]
     dirs = {s["source_name"]: s["paths"][0].removesuffix("/*.npy") for s in sources}
     spec = {
@@ -175,7 +196,9 @@ def test_olmo_core_mix_loads_in_olmo_core(world: dict[str, Any]) -> None:
     run_driver("dolma", "dolma_tokens.py", spec, tmp)
     got = run_driver("main", "olmo_check.py", {"export": str(out), "seq_len": SEQ_LEN}, tmp)
     assert got["requested"] == TOTAL and sum(got["tokens"].values()) == TOTAL
-    assert all(n == 1 for n in got["files"].values())  # one .npy per stream: the rounding bound is one instance
+    assert all(
+        n == 1 for n in got["files"].values()
+    )  # one .npy per stream: the rounding bound is one instance
     check_draws("olmo-core", got["tokens"], summary)
 
 
@@ -185,7 +208,9 @@ def test_nanotron_stage_loads_in_nanotron_main(world: dict[str, Any]) -> None:
     tmp: Path = world["tmp"] / "nanotron"
     tmp.mkdir()
     out = tmp / "nanotron.yaml"
-    summary = run_export(world["run"] / "manifest", "nanotron", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN)
+    summary = run_export(
+        world["run"] / "manifest", "nanotron", out, data_root=str(tmp / "tok"), seq_len=SEQ_LEN
+    )
     folders = yaml.safe_load(out.read_text())["data_stages"][0]["data"]["dataset"]["dataset_folder"]
     by_name = dict(zip(SHARES, folders, strict=True))
     spec = {
@@ -216,19 +241,31 @@ def test_dolma_mix_runs_in_dolma(world: dict[str, Any], tmp_path: Path, inputs: 
         m = json.loads(mf.read_text())
         for inp in m["inputs"]:
             src = Path(inp["source"])
-            rows = [json.loads(line) for line in (gzip.open(src, "rt") if src.suffix == ".gz" else src.open())]
+            rows = [
+                json.loads(line) for line in (gzip.open(src, "rt") if src.suffix == ".gz" else src.open())
+            ]
             dst = src.with_name(src.name.split(".")[0] + ".parquet")
             pl.DataFrame(rows).write_parquet(dst)
-            inp.update(source=str(dst), format="parquet", size=dst.stat().st_size, mtime_ns=dst.stat().st_mtime_ns)
+            inp.update(
+                source=str(dst), format="parquet", size=dst.stat().st_size, mtime_ns=dst.stat().st_mtime_ns
+            )
         mf.write_text(json.dumps(m))
         for part in (run / "scores").glob("*.parquet"):
             df = pl.read_parquet(part)
             old = df["source"][0]
-            new = next(i["source"] for i in m["inputs"] if Path(i["source"]).stem == Path(old).name.split(".")[0])
+            new = next(
+                i["source"] for i in m["inputs"] if Path(i["source"]).stem == Path(old).name.split(".")[0]
+            )
             df.with_columns(source=pl.lit(new)).write_parquet(part)
         docs = pl.read_parquet(run / "manifest" / "documents.parquet")
-        mapping = {i["source"].replace(".parquet", s): i["source"] for i in m["inputs"] for s in (".jsonl", ".jsonl.gz")}
-        docs.with_columns(pl.col("source").replace(mapping)).write_parquet(run / "manifest" / "documents.parquet")
+        mapping = {
+            i["source"].replace(".parquet", s): i["source"]
+            for i in m["inputs"]
+            for s in (".jsonl", ".jsonl.gz")
+        }
+        docs.with_columns(pl.col("source").replace(mapping)).write_parquet(
+            run / "manifest" / "documents.parquet"
+        )
     out = tmp_path / "dolma"
     summary = run_export(run / "manifest", "dolma", out)
     assert summary["warnings"] == [] and all(f["rounding_error"] == 0 for f in summary["streams"].values())

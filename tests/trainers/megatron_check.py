@@ -49,7 +49,9 @@ def main() -> None:
                     builder.end_document()
         builder.finalize(prefix + ".idx")
     words = Path(spec["blend"]).read_text().split()  # as Megatron-LM reads --data-args-path
-    command = next(line for line in Path(spec["sidecar"]).read_text().splitlines() if "pretrain_gpt.py" in line)
+    command = next(
+        line for line in Path(spec["sidecar"]).read_text().splitlines() if "pretrain_gpt.py" in line
+    )
     split = re.search(r"--split (\S+)", command).group(1)
     config = GPTDatasetConfig(
         random_seed=1234,

@@ -12,13 +12,12 @@ streams {folder: [jsonl.gz files]})"""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 import importlib.abc
 import importlib.machinery
+import json
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -46,7 +45,9 @@ class _NoFlashAttn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
         def missing(attr: str):
             def fail(*_a, **_k):
-                raise RuntimeError(f"{spec.name}.{attr} called, but flash-attn is not installed (CPU machine)")
+                raise RuntimeError(
+                    f"{spec.name}.{attr} called, but flash-attn is not installed (CPU machine)"
+                )
 
             return fail
 
@@ -58,10 +59,10 @@ class _NoFlashAttn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 sys.meta_path.insert(0, _NoFlashAttn())
-from nanotron.config import DatasetStageArgs  # noqa: E402
-from nanotron.config.config import get_config_from_dict  # noqa: E402
 import nanotron.data.nanoset as nanoset_module  # noqa: E402
 from datatrove.utils.dataset import DatatroveFolderDataset  # noqa: E402
+from nanotron.config import DatasetStageArgs  # noqa: E402
+from nanotron.config.config import get_config_from_dict  # noqa: E402
 from nanotron.data.nanoset import Nanoset  # noqa: E402
 
 
@@ -72,7 +73,11 @@ def _folder_dataset(folder_path, filename_pattern, eos_token_id=None, return_pos
     This maps nanotron's call onto datatrove 0.9.0's reader of the same files."""
     assert filename_pattern == f"{folder_path}/*.ds", filename_pattern
     return DatatroveFolderDataset(
-        data_folder=folder_path, filename_pattern=".ds", positions_from_eos_token_id=eos_token_id, return_positions=return_positions, **kwargs
+        data_folder=folder_path,
+        filename_pattern=".ds",
+        positions_from_eos_token_id=eos_token_id,
+        return_positions=return_positions,
+        **kwargs,
     )
 
 
