@@ -17,29 +17,37 @@ data by convention (`_location`):
 | olmo-core | glob `<data_root>/t/npy/*.npy` (`dolma tokens --destination <data_root>/t/npy`) |
 | mosaic    | MDS directory `<data_root>/t/mds` (convert_dataset_json.py `--concat_tokens <seq_len>`) |
 | nanotron  | Nanoset folder `<data_root>/t/nanoset` (datatrove tokenizer output folder) |
-| dolma     | `dolma mix` writes the repeated stream to `<data_root>/t` itself |
+| dolma     | `dolma mix` writes the repeated stream to `<data_root>/t` itself (default data_root `<out>/mixed`) |
 
 A given `base_path` is written exactly as given (a prefix for megatron, a glob for olmo-core, a directory
-for the others); paths are never made absolute.
+for the others); only the dolma export makes its paths absolute, since dolma resolves them where it runs.
 
 Formats (each file starts with a `# selector-export: {...}` comment holding the total, the sequence
 length and which path is which stream; the verifier reads that line and the trainer-facing body only):
 - megatron: `weight prefix` lines, weights = the tokens each stream contributes (Megatron normalises
-  them); tokens = w / sum(w) * total_tokens.
-- olmo-core: `SourceMixtureDatasetConfig` YAML (`requested_tokens`, `source_list.sources[]` with
-  `source_name, target_ratio, max_repetition_ratio, paths`); tokens = target_ratio * requested_tokens.
+  them); tokens = w / sum(w) * total_tokens. The sidecar's command line carries `--split 100,0,0`.
+- olmo-core: `SourceMixtureDatasetConfig` YAML (`requested_tokens`, `global_batch_size`,
+  `source_list.sources[]` with `source_name, target_ratio, max_repetition_ratio: 1, paths`); tokens =
+  target_ratio * requested_tokens.
 - mosaic: LLM Foundry `train_loader.dataset` YAML with Streaming `streams: {name: {local|remote,
   proportion}}`, `epoch_size` in samples of `max_seq_len` tokens (packed samples: `total_tokens / seq_len`,
-  rounded); tokens = proportion / sum(proportions) * epoch_size * max_seq_len.
-- nanotron: `data_stages[0].data.dataset.dataset_folder: {folder: weight}` (Nanoset normalises the
-  weights); tokens = w / sum(w) * total_tokens.
-- dolma: `out/attributes/selector/<shard>` gzipped JSONL, one line per scored document in row order,
+  rounded), plus LLM Foundry's `drop_last` and `num_workers`; tokens = proportion / sum(proportions) *
+  epoch_size * max_seq_len.
+- nanotron: `data_stages[0].data.dataset` with `dataset_folder: [folders]` and `dataset_weights: [shares]`
+  (Nanoset normalises the weights); tokens = w / sum(w) * total_tokens.
+- dolma: `out/documents/<shard>` (every scored document, read back from the inputs through selector's
+  reader) and `out/documents/copy-<c>/<shard>` (the c-th extra copy of each document with more than c
+  repeats, id `<doc_id>#copy<c>`); `out/attributes/selector/...` the same tree of gzipped JSONL, one line per
+  documents line,
   spans `[0, n_chars, value]` for `selector__selector__<theme>` (score, every theme),
   `selector__selector__stream_<stream>` (the document's repeats in that stream, else 0) and
   `selector__selector__repeats`; plus `out/mix.yaml`, a `dolma mix` config. `dolma mix` does not repeat
-  documents, so each stream is listed once per copy, `<stream>-<k>` keeping the documents with at least
-  k repeats; tokens = sum over the copies of ceil(n_chars / 4) of the documents each copy keeps (the base:
-  total_tokens from the header minus the streams).
+  documents, so each stream is listed once per copy, `<stream>-<k>` reading the (k-1)-th extra copies and
+  keeping the documents with at least k repeats; the base stream keeps every scored document (dolma wants
+  a filter on each stream); tokens = sum over the copies of ceil(n_chars / 4) of the documents each copy
+  keeps (the base: total_tokens from the header minus the streams).
+
+`rounding_warnings` says where a trainer's whole-sample rounding can move a stream by more than 0.5%.
 """
 
 from __future__ import annotations
