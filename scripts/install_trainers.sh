@@ -50,7 +50,7 @@ build() {
       pipi nanotron "datatrove==0.9.0" "dacite" "numba" "transformers>=4.45,<5" "datasets>=3,<4.1" "torchtyping" \
         "safetensors" \
         "tokenizers" "triton" "orjson"
-      # nanotron main declares numpy<2, which datatrove 0.10 cannot have: it goes in without its dependencies
+      # nanotron main declares numpy<2, which datatrove 0.9 cannot have: it goes in without its dependencies
       pipi nanotron --no-deps tests/trainers/nanotron-2411b022.tar.gz
       ;;
     dolma)
