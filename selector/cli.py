@@ -793,16 +793,19 @@ def _errors_as_click(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--out", required=True, type=click.Path(), help="The file to write (a directory for dolma).")
 @click.option(
     "--data-root",
-    default="tokenized",
-    show_default=True,
-    help="Where the materialized (then tokenized) streams live, as the trainer will see the path.",
+    default=None,
+    help="Where the tokenized streams live, as the trainer will see the path (default: tokenized; for dolma, "
+    "where `dolma mix` writes them: OUT/mixed).",
 )
 @click.option("--base-path", default=None, help="The tokenized base mix (default: DATA_ROOT/base/...).")
 @click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True, help="Tokens per sample.")
 @_errors_as_click
-def export(manifest: str, fmt: str, out: str, data_root: str, base_path: str | None, seq_len: int) -> None:
+def export(
+    manifest: str, fmt: str, out: str, data_root: str | None, base_path: str | None, seq_len: int
+) -> None:
     """Express MANIFEST's token budget for a trainer (Megatron-LM, OLMo-core, MosaicML Streaming, nanotron,
-    dolma), then re-derive every stream's tokens from the written file and fail if any is off by > 0.5%.
+    dolma), then re-derive every stream's tokens from the written file and fail if any is off by > 0.5%;
+    warn where the trainer's whole-sample rounding can move a stream by more than that.
 
     \b
     Examples:
@@ -811,7 +814,10 @@ def export(manifest: str, fmt: str, out: str, data_root: str, base_path: str | N
     """
     from .export import export as run_export
 
-    _emit(run_export(manifest, fmt, out, data_root=data_root, base_path=base_path, seq_len=seq_len))
+    summary = run_export(manifest, fmt, out, data_root=data_root, base_path=base_path, seq_len=seq_len)
+    for w in summary["warnings"]:
+        click.echo(f"Warning: {w}", err=True)
+    _emit(summary)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -17,29 +17,37 @@ data by convention (`_location`):
 | olmo-core | glob `<data_root>/t/npy/*.npy` (`dolma tokens --destination <data_root>/t/npy`) |
 | mosaic    | MDS directory `<data_root>/t/mds` (convert_dataset_json.py `--concat_tokens <seq_len>`) |
 | nanotron  | Nanoset folder `<data_root>/t/nanoset` (datatrove tokenizer output folder) |
-| dolma     | `dolma mix` writes the repeated stream to `<data_root>/t` itself |
+| dolma     | `dolma mix` writes the repeated stream to `<data_root>/t` itself (default data_root `<out>/mixed`) |
 
 A given `base_path` is written exactly as given (a prefix for megatron, a glob for olmo-core, a directory
-for the others); paths are never made absolute.
+for the others); only the dolma export makes its paths absolute, since dolma resolves them where it runs.
 
 Formats (each file starts with a `# selector-export: {...}` comment holding the total, the sequence
 length and which path is which stream; the verifier reads that line and the trainer-facing body only):
 - megatron: `weight prefix` lines, weights = the tokens each stream contributes (Megatron normalises
-  them); tokens = w / sum(w) * total_tokens.
-- olmo-core: `SourceMixtureDatasetConfig` YAML (`requested_tokens`, `source_list.sources[]` with
-  `source_name, target_ratio, max_repetition_ratio, paths`); tokens = target_ratio * requested_tokens.
+  them); tokens = w / sum(w) * total_tokens. The sidecar's command line carries `--split 100,0,0`.
+- olmo-core: `SourceMixtureDatasetConfig` YAML (`requested_tokens`, `global_batch_size`,
+  `source_list.sources[]` with `source_name, target_ratio, max_repetition_ratio: 1, paths`); tokens =
+  target_ratio * requested_tokens.
 - mosaic: LLM Foundry `train_loader.dataset` YAML with Streaming `streams: {name: {local|remote,
   proportion}}`, `epoch_size` in samples of `max_seq_len` tokens (packed samples: `total_tokens / seq_len`,
-  rounded); tokens = proportion / sum(proportions) * epoch_size * max_seq_len.
-- nanotron: `data_stages[0].data.dataset.dataset_folder: {folder: weight}` (Nanoset normalises the
-  weights); tokens = w / sum(w) * total_tokens.
-- dolma: `out/attributes/selector/<shard>` gzipped JSONL, one line per scored document in row order,
+  rounded), plus LLM Foundry's `drop_last` and `num_workers`; tokens = proportion / sum(proportions) *
+  epoch_size * max_seq_len.
+- nanotron: `data_stages[0].data.dataset` with `dataset_folder: [folders]` and `dataset_weights: [shares]`
+  (Nanoset normalises the weights); tokens = w / sum(w) * total_tokens.
+- dolma: `out/documents/<shard>` (every scored document, read back from the inputs through selector's
+  reader) and `out/documents/copy-<c>/<shard>` (the c-th extra copy of each document with more than c
+  repeats, id `<doc_id>#copy<c>`); `out/attributes/selector/...` the same tree of gzipped JSONL, one line per
+  documents line,
   spans `[0, n_chars, value]` for `selector__selector__<theme>` (score, every theme),
   `selector__selector__stream_<stream>` (the document's repeats in that stream, else 0) and
   `selector__selector__repeats`; plus `out/mix.yaml`, a `dolma mix` config. `dolma mix` does not repeat
-  documents, so each stream is listed once per copy, `<stream>-<k>` keeping the documents with at least
-  k repeats; tokens = sum over the copies of ceil(n_chars / 4) of the documents each copy keeps (the base:
-  total_tokens from the header minus the streams).
+  documents, so each stream is listed once per copy, `<stream>-<k>` reading the (k-1)-th extra copies and
+  keeping the documents with at least k repeats; the base stream keeps every scored document (dolma wants
+  a filter on each stream); tokens = sum over the copies of ceil(n_chars / 4) of the documents each copy
+  keeps (the base: total_tokens from the header minus the streams).
+
+`rounding_warnings` says where a trainer's whole-sample rounding can move a stream by more than 0.5%.
 """
 
 from __future__ import annotations
@@ -63,9 +71,8 @@ from .manifest import MANIFEST_FORMAT, load_manifest
 from .materialize import short_float
 from .paths import atomic_write, foreign_files, foreign_files_message
 
-OLMO_REPETITION_SLACK = (
-    1.5  # max_repetition_ratio: room for a tokenizer that yields up to 1/1.5 of the estimate
-)
+MOSAIC_WORKERS = 8
+MEGATRON_SPLIT = "--split 100,0,0"
 FORMATS = ("megatron", "olmo-core", "mosaic", "nanotron", "dolma")
 EXPORT_FORMAT = "selector-export/1"
 HEADER = "# selector-export: "
@@ -127,6 +134,10 @@ def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}. Use one of: {', '.join(FORMATS)}.")
     return fmt
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else Path(path).resolve().as_posix()
 
 
 def _join(root: str, *parts: str) -> str:
@@ -253,11 +264,14 @@ def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
     lines = _header(
         manifest=manifest, fmt="megatron", entries=entries, seq_len=seq_len, title="Megatron-LM data blend"
     )
+    samples = _samples(int(manifest["total_tokens"]), seq_len)
     lines += [
-        f"# Megatron gives each prefix weight / sum(weights) of --train-samples "
-        f"{_samples(int(manifest['total_tokens']), seq_len)} (--seq-length {seq_len}).",
-        f"# Pass the blend as --data-args-path {out.name}, or as this line:",
-        "# --data-path " + " ".join(pairs),
+        f"# Megatron gives each prefix weight / sum(weights) of --train-samples {samples} (--seq-length {seq_len}).",
+        f"# {MEGATRON_SPLIT}: Megatron-LM's default --split 969,30,1 would send 3.1% of every stream (and so of",
+        "# every upsampled document's repeats) to validation and test; evaluate on data of your own instead.",
+        f"# Megatron-LM: pretrain_gpt.py --data-args-path {out.as_posix()} {MEGATRON_SPLIT} --train-samples {samples} "
+        f"--seq-length {seq_len}",
+        "# or, instead of --data-args-path, --data-path " + " ".join(pairs),
     ]
     atomic_write(megatron_sidecar(out), _text(lines))
     atomic_write(out, "".join(p + "\n" for p in pairs).encode())
@@ -265,14 +279,19 @@ def _write_megatron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
 
 def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int) -> None:
     total = int(manifest["total_tokens"])
+    global_batch = (
+        seq_len  # one instance per step: the run is exactly requested_tokens, rounded up to an instance
+    )
     sources = []
     for e in entries:
-        ratio = e.tokens / total
-        # OLMo-core refuses a source holding fewer than int(requested_tokens * target_ratio) tokens; the
-        # counts here are selector's estimate (ceil(chars / 4)), so allow the real tokenizer some slack
-        rep = OLMO_REPETITION_SLACK
+        # max_repetition_ratio 1: each stream is already repeated, and the base mix must not be read twice
         sources.append(
-            {"source_name": e.name, "target_ratio": ratio, "max_repetition_ratio": rep, "paths": [e.path]}
+            {
+                "source_name": e.name,
+                "target_ratio": e.tokens / total,
+                "max_repetition_ratio": 1.0,
+                "paths": [e.path],
+            }
         )
     lines = _header(
         manifest=manifest,
@@ -282,10 +301,16 @@ def _write_olmo_core(manifest: dict[str, Any], entries: list[Entry], out: Path, 
         title="OLMo-core SourceMixtureDatasetConfig",
     )
     lines += [
-        f"# Use with sequence_length {seq_len}; add global_batch_size (tokens, a multiple of sequence_length) "
-        "from your train config.",
+        f"# Use with sequence_length {seq_len}. global_batch_size ({global_batch:,} tokens) only rounds the run up to "
+        "whole batches: set it to your train config's.",
+        "# OLMo-core refuses a source with fewer tokens than int(requested_tokens * target_ratio). The figures are "
+        "selector's estimate (ceil(chars / 4)):",
+        "# if your tokenizer yields fewer, lower requested_tokens by the ratio OLMo-core reports (the override "
+        "requested_tokens=N), not max_repetition_ratio.",
     ]
-    body = _yaml({"requested_tokens": total, "source_list": {"sources": sources}})
+    body = _yaml(
+        {"requested_tokens": total, "global_batch_size": global_batch, "source_list": {"sources": sources}}
+    )
     atomic_write(out, _text(lines, body))
 
 
@@ -305,6 +330,7 @@ def _write_mosaic(manifest: dict[str, Any], entries: list[Entry], out: Path, seq
     lines += [
         f"# epoch_size counts packed samples of max_seq_len tokens (MDS written with --concat_tokens {seq_len}): "
         f"round(total_tokens / {seq_len}).",
+        "# Train for one epoch (max_duration: 1ep); num_workers is LLM Foundry's dataloader setting, set it to yours.",
     ]
     dataset = {
         "max_seq_len": seq_len,
@@ -312,7 +338,8 @@ def _write_mosaic(manifest: dict[str, Any], entries: list[Entry], out: Path, seq
         "epoch_size": _samples(total, seq_len),
         "streams": streams,
     }
-    body = _yaml({"train_loader": {"name": "text", "dataset": dataset}})
+    loader = {"name": "text", "dataset": dataset, "drop_last": True, "num_workers": MOSAIC_WORKERS}
+    body = _yaml({"train_loader": loader})
     atomic_write(out, _text(lines, body))
 
 
@@ -326,14 +353,19 @@ def _write_nanotron(manifest: dict[str, Any], entries: list[Entry], out: Path, s
         title="nanotron data_stages (Nanoset)",
     )
     lines += [
-        f"# Nanoset normalises the weights (tokens per stream); set tokens.sequence_length {seq_len} and "
-        f"train_steps * global batch size = {_samples(total, seq_len):,} sequences.",
+        f"# Nanoset normalises dataset_weights (each stream's share of the run's tokens); set "
+        f"tokens.sequence_length {seq_len} and",
+        f"# tokens.train_steps * micro_batch_size * batch_accumulation_per_replica * dp = {_samples(total, seq_len):,} "
+        "sequences.",
     ]
     stage = {
         "name": "selector mix",
         "start_training_step": 1,
         "data": {
-            "dataset": {"dataset_folder": {e.path: e.tokens for e in entries}},
+            "dataset": {
+                "dataset_folder": [e.path for e in entries],
+                "dataset_weights": [e.tokens / total for e in entries],
+            },
             "seed": int(manifest.get("seed") or 0),
             "num_loading_workers": 1,
         },
@@ -407,49 +439,125 @@ def _attr_keys(themes: list[str], streams: list[str]) -> tuple[list[str], list[s
     return score_keys, stream_keys, repeats_key
 
 
-def _write_attributes(path: Path, part: Path, selected: pl.DataFrame, streams: list[str]) -> int:
-    """Write the attribute file of one score part (one line per scored document, in row order); returns how
-    many of its documents are selected."""
+def _dolma_doc_path(out: Path, copy: int, name: str) -> Path:
+    """The documents file of one input shard: every scored document (copy 0), or the extra copy `copy`."""
+    return out / "documents" / (name if copy == 0 else f"copy-{copy}/{name}")
+
+
+def dolma_attribute_path(documents: str) -> str:
+    """Where dolma looks for the attributes of a documents file: `documents/` replaced by `attributes/selector/`."""
+    head, sep, tail = documents.rpartition("/documents/")
+    if not sep:
+        raise ExportError(f"dolma documents path {documents!r} has no `/documents/` part. Export again.")
+    return f"{head}/attributes/{ATTRIBUTE_SET}/{tail}"
+
+
+class _GzLines:
+    """A gzipped JSONL file written to a temporary name, moved into place by `close`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.raw = self.tmp.open("wb")
+        self.gz = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0)
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self.gz.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+
+    def close(self) -> None:
+        self.gz.close()
+        self.raw.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.raw.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_dolma_shard(
+    out: Path,
+    name: str,
+    inp: dict[str, Any],
+    part: Path,
+    selected: pl.DataFrame,
+    streams: list[str],
+    cfg: Any,
+    where: Path,
+) -> tuple[int, set[str]]:
+    """Write the documents and attribute files of one input shard: `documents/<name>` (every scored
+    document, id = doc_id) and `documents/copy-<c>/<name>` (the c-th extra copy of the documents with more
+    than c repeats, id `<doc_id>#copy<c>`), each with its attribute file. Returns (selected documents seen,
+    the files written relative to `out`)."""
+    from .materialize import ID_FORMAT, read_back
+
     schema = pl.read_parquet_schema(part)
     themes = [c[len("score_") :] for c in schema if c.startswith("score_")]
     score_keys, stream_keys, repeats_key = _attr_keys(themes, streams)
     score_cols = [f"score_{t}" for t in themes]
-    df = (
+    scored = (
         pl.read_parquet(part, columns=["doc_id", "source", "row", "n_chars", *score_cols])
-        .with_row_index("_i")
         .join(selected, on=["source", "row"], how="left")
-        .sort("_i")
-        .select("doc_id", "n_chars", "theme", "repeats", *score_cols)
+        .sort("row")
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    src = str(inp["source"])
+    files: dict[tuple[str, int], _GzLines] = {}
+    written: set[str] = set()
+
+    def sink(kind: str, copy: int) -> _GzLines:
+        if (kind, copy) not in files:
+            doc = _dolma_doc_path(out, copy, name)
+            path = doc if kind == "documents" else Path(dolma_attribute_path(doc.as_posix()))
+            files[(kind, copy)] = _GzLines(path)
+            written.add(path.relative_to(out).as_posix())
+        return files[(kind, copy)]
+
+    n_selected = 0
     try:
-        with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-            for doc_id, n_chars, theme, repeats, *scores in df.iter_rows():
-                n = int(n_chars)
-                r = int(repeats) if theme is not None else 0
+        sink("documents", 0)  # a shard with no scored document still gets its (empty) files
+        sink("attributes", 0)
+        needed = scored.select("source", "row", "doc_id", "n_chars")
+        batches = read_back([inp], cfg, needed, where) if needed.height else iter(())
+        for batch in batches:
+            rows = batch.select("row", "text").join(scored, on="row", how="left").sort("row")
+            for rec in rows.iter_rows(named=True):
+                n = int(rec["n_chars"])
+                theme = rec["theme"]
+                r = int(rec["repeats"]) if theme is not None else 0
+                n_selected += theme is not None
                 attrs: dict[str, Any] = {
-                    k: [[0, n, short_float(v)]] for k, v in zip(score_keys, scores, strict=True)
+                    k: [[0, n, short_float(rec[c])]] for k, c in zip(score_keys, score_cols, strict=True)
                 }
                 for s, k in zip(streams, stream_keys, strict=True):
                     attrs[k] = [[0, n, r if s == theme else 0]]
                 attrs[repeats_key] = [[0, n, r]]
-                gz.write(
-                    json.dumps({"id": doc_id, "attributes": attrs}, separators=(",", ":")).encode() + b"\n"
-                )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return int(df["theme"].is_not_null().sum())
+                meta = {"source": src, "row": int(rec["row"]), "theme": theme, "repeats": r}
+                for c in range(max(r, 1)):
+                    uid = str(rec["doc_id"]) if c == 0 else ID_FORMAT.format(doc_id=rec["doc_id"], copy=c)
+                    text = {"id": uid, "text": rec["text"], "source": "selector", "metadata": meta}
+                    sink("documents", c).write(text)
+                    sink("attributes", c).write({"id": uid, "attributes": attrs})
+    except BaseException:
+        for f in files.values():
+            f.abort()
+        raise
+    for f in files.values():
+        f.close()
+    return n_selected, written
 
 
-def _write_dolma(
-    manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int, mdir: Path, out_str: str
-) -> None:
+def _write_dolma(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int, mdir: Path) -> None:
+    from .materialize import read_config
+
     streams = [str(s["theme"]) for s in manifest["streams"]]
     docs_path = mdir / str((manifest.get("files") or {}).get("documents", "documents.parquet"))
     if not docs_path.is_file():
         raise ExportError(f"{docs_path} is missing. Re-run `selector select` to rewrite the manifest.")
+    if "/documents/" in out.as_posix() + "/":
+        raise ExportError(
+            f"dolma finds attribute files by replacing `/documents/` in a documents path, and {out} has a "
+            "folder named documents already. Choose an --out outside any folder named `documents`."
+        )
     # documents are matched by where they are (shard and row), so ids repeated across shards are fine
     selected = pl.read_parquet(docs_path, columns=["source", "row", "theme", "repeats"])
     if selected.select(pl.struct("source", "row").n_unique()).item() != selected.height:
@@ -457,25 +565,33 @@ def _write_dolma(
     inputs = _dolma_files(mdir, manifest)
     sdir = _scores_dir(mdir, manifest)
     parts = [_score_part(sdir, inp) for inp, _name in inputs]  # all checked before anything is written
-    attr_dir = out / "attributes" / ATTRIBUTE_SET
+    cfg = read_config(manifest, mdir / "manifest.json")
     matched = 0
-    written = set()
-    for (_inp, name), part in zip(inputs, parts, strict=True):
-        matched += _write_attributes(attr_dir / name, part, selected, streams)
-        written.add(name)
+    written: set[str] = set()
+    for (inp, name), part in zip(inputs, parts, strict=True):
+        n, files = _write_dolma_shard(out, name, inp, part, selected, streams, cfg, mdir / "manifest.json")
+        matched += n
+        written |= files
     if matched != selected.height:
         raise ExportError(
             f"{docs_path} lists {selected.height:,} documents but the score parts hold {matched:,} of them "
             "(by shard and row). Re-run `selector score` and `selector select`."
         )
-    if attr_dir.is_dir():  # attribute files of shards an earlier export had and this manifest has not
-        for stale in attr_dir.rglob("*.jsonl.gz"):
-            if stale.relative_to(attr_dir).as_posix() not in written:
+    for sub in ("documents", "attributes"):  # files of shards or copies an earlier export had
+        for stale in (out / sub).rglob("*.jsonl.gz") if (out / sub).is_dir() else []:
+            if stale.relative_to(out).as_posix() not in written:
                 stale.unlink()
-    documents = [_join(out_str, "documents", name) for _inp, name in inputs]
     tokens = {e.name: e for e in entries}
     repeats = selected.group_by("theme").agg(pl.col("repeats").max()).rows() if selected.height else []
     max_rep = {str(t): int(r) for t, r in repeats}
+
+    def documents(copy: int) -> list[str]:
+        paths = [_dolma_doc_path(out, copy, name) for _inp, name in inputs]
+        return [p.as_posix() for p in paths if p.relative_to(out).as_posix() in written]
+
+    def output(path: str) -> dict[str, Any]:
+        return {"path": path, "max_size_in_bytes": DOLMA_MAX_BYTES}
+
     mix = []
     for s in streams:
         if s not in tokens:
@@ -484,35 +600,35 @@ def _write_dolma(
             mix.append(
                 {
                     "name": f"{s}-{k}",
-                    "documents": list(documents),
+                    "documents": documents(k - 1),
                     "attributes": [ATTRIBUTE_SET],
                     "filter": {"include": [f"$.attributes[?(@.{ATTR_PREFIX}stream_{s}[0][2] >= {k})]"]},
-                    "output": {"path": tokens[s].path, "max_size_in_bytes": DOLMA_MAX_BYTES},
+                    "output": output(tokens[s].path),
                 }
             )
     if BASE in tokens:
         mix.append(
             {
                 "name": BASE,
-                "documents": list(documents),
-                "output": {"path": tokens[BASE].path, "max_size_in_bytes": DOLMA_MAX_BYTES},
+                "documents": documents(0),
+                "attributes": [ATTRIBUTE_SET],
+                # dolma mix wants a filter on every stream: this one keeps every scored document
+                "filter": {"include": [f"$.attributes[?(@.{ATTR_PREFIX}repeats[0][2] >= 0)]"]},
+                "output": output(tokens[BASE].path),
             }
         )
     lines = _header(
         manifest=manifest, fmt="dolma", entries=entries, seq_len=seq_len, title="dolma mix config"
     )
     lines += [
-        f"# Put the scored documents (gzipped JSONL, same lines as {_join(out_str, 'attributes', ATTRIBUTE_SET)}) under "
-        f"{_join(out_str, 'documents')}, then run `dolma -c {_join(out_str, DOLMA_MIX)} mix`.",
-        "# dolma mix does not repeat documents: stream <theme>-<k> keeps the documents with at least k repeats,",
-        "# so the copies together write the stream repeated as in the manifest (as `selector materialize` does).",
+        f"# Run: dolma -c {(out / DOLMA_MIX).as_posix()} mix",
+        f"# {(out / 'documents').as_posix()} holds every scored document (id = doc_id) and, under copy-<c>/, the c-th "
+        "extra copy of each document repeated more than c times (id <doc_id>#copy<c>);",
+        f"# {(out / 'attributes' / ATTRIBUTE_SET).as_posix()} holds their attributes, line for line. Stream "
+        "<theme>-<k> keeps the documents with at least k repeats,",
+        "# so the copies together write each stream repeated as in the manifest (as `selector materialize` "
+        "does), as JSON text to be tokenized.",
     ]
-    skipped = [str(inp["label"]) for inp, _name in inputs if int(inp.get("skipped") or 0) > 0]
-    if skipped:
-        lines.append(
-            "# These shards had documents that were not scored (skipped), which have no attribute line: "
-            "drop them from the documents files: " + ", ".join(skipped)
-        )
     atomic_write(out / DOLMA_MIX, _text(lines, _yaml({"streams": mix, "processes": 1})))
 
 
@@ -612,10 +728,18 @@ def _read_nanotron(path: Path) -> dict[str, float]:
     meta, text = _read_header(path)
     doc = _load_yaml(text, path)
     try:
-        folders = doc["data_stages"][0]["data"]["dataset"]["dataset_folder"]
-        weights = {_by_path(meta, str(p), path): float(w) for p, w in folders.items()}
+        ds = doc["data_stages"][0]["data"]["dataset"]
+        folders, ws = ds["dataset_folder"], ds["dataset_weights"]
+        if not isinstance(folders, list) or not isinstance(ws, list) or len(folders) != len(ws):
+            raise TypeError("dataset_folder and dataset_weights must be lists of one length")
+        weights: dict[str, float] = {}
+        for p, w in zip(folders, ws, strict=True):
+            name = _by_path(meta, str(p), path)
+            weights[name] = weights.get(name, 0.0) + float(w)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise ExportError(f"{path}: not a nanotron data_stages dataset_folder mapping ({e!r}).") from e
+        raise ExportError(
+            f"{path}: not a nanotron data_stages dataset with dataset_folder and dataset_weights lists ({e!r})."
+        ) from e
     return _proportional(weights, float(meta["total_tokens"]), path)
 
 
@@ -626,51 +750,50 @@ def _iter_attribute_lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _read_dolma(out: Path, mdir: Path, manifest: dict[str, Any]) -> dict[str, float]:
+    """Tokens each stream of mix.yaml writes, read as `dolma mix` reads them: every documents file's
+    attribute file (found as dolma finds it), each line kept where the stream's filter holds; also checks
+    that no output gets one id twice."""
     meta, text = _read_header(out / DOLMA_MIX)
     doc = _load_yaml(text, out / DOLMA_MIX)
-    copies: dict[str, list[int]] = {}
+    where = out / DOLMA_MIX
+    derived: dict[str, float] = {}
+    ids: dict[str, set[str]] = {}
+    base_filter = f"$.attributes[?(@.{ATTR_PREFIX}repeats[0][2] >= 0)]"
     has_base = False
     for st in doc.get("streams") or []:
         include = (st.get("filter") or {}).get("include") or []
-        if not include:
-            has_base = has_base or st.get("name") == BASE
+        if st.get("name") == BASE:
+            if include != [base_filter]:
+                raise ExportError(f"{where}: stream base has filter {include}; expected [{base_filter!r}].")
+            has_base = True
             continue
         m = _COPY_FILTER.match(include[0]) if len(include) == 1 else None
         if m is None:
-            raise ExportError(
-                f"{out / DOLMA_MIX}: stream {st.get('name')!r} has an unexpected filter {include}."
-            )
-        copies.setdefault(m["stream"], []).append(int(m["k"]))
-    # tokens of the documents with exactly r repeats, per stream, read back from the attribute files
-    by_repeats: dict[str, dict[int, int]] = {}
-    for inp, name in _dolma_files(mdir, manifest):
-        path = out / "attributes" / ATTRIBUTE_SET / name
-        if not path.is_file():
-            raise ExportError(f"attribute file {path} is missing. Export again.")
-        n_lines = 0
-        for rec in _iter_attribute_lines(path):
-            n_lines += 1
-            for key, spans in rec["attributes"].items():
-                if not key.startswith(ATTR_PREFIX + "stream_"):
+            raise ExportError(f"{where}: stream {st.get('name')!r} has an unexpected filter {include}.")
+        key, k = ATTR_PREFIX + "stream_" + m["stream"], int(m["k"])
+        seen = ids.setdefault(str((st.get("output") or {}).get("path")), set())
+        got = 0
+        for docs in st.get("documents") or []:
+            path = Path(dolma_attribute_path(str(docs)))
+            if not path.is_file():
+                raise ExportError(f"attribute file {path} (of {docs}) is missing. Export again.")
+            for rec in _iter_attribute_lines(path):
+                spans = rec["attributes"].get(key)
+                if not spans:
                     continue
                 start, end, r = spans[0]
                 if start != 0 or len(spans) != 1:
                     raise ExportError(
                         f"{path}: {rec['id']} has span {spans} for {key}; expected [[0, n_chars, v]]."
                     )
-                if r:
-                    tok = -(-int(end) // CHARS_PER_TOKEN)
-                    d = by_repeats.setdefault(key[len(ATTR_PREFIX + "stream_") :], {})
-                    d[int(r)] = d.get(int(r), 0) + tok
-        if "scored" in inp and n_lines != int(inp["scored"]):
-            raise ExportError(
-                f"{path} has {n_lines:,} lines, but the manifest scored {int(inp['scored']):,} documents in "
-                f"{inp['label']}. Export again."
-            )
-    derived: dict[str, float] = {}
-    for s, ks in copies.items():
-        hist = by_repeats.get(s, {})
-        derived[s] = float(sum(tok for k in ks for r, tok in hist.items() if r >= k))
+                if r >= k:
+                    if rec["id"] in seen:
+                        raise ExportError(
+                            f"{where}: id {rec['id']!r} would be written twice to {st['output']['path']}. Export again."
+                        )
+                    seen.add(rec["id"])
+                    got += -(-int(end) // CHARS_PER_TOKEN)
+        derived[m["stream"]] = derived.get(m["stream"], 0.0) + got
     if has_base:
         derived[BASE] = float(meta["total_tokens"]) - sum(derived.values())
     return derived
@@ -734,42 +857,86 @@ def verify_export(
     return figures
 
 
+# what each trainer rounds a stream's draw to, for the small-run warning
+_UNITS = {
+    "megatron": "Megatron's blend draws whole samples per prefix (within one sample of each share)",
+    "olmo-core": "OLMo-core rounds each .npy file down to whole instances, then tops the run up by whole instances",
+    "mosaic": "Streaming draws whole samples per stream (proportion * epoch_size, rounded)",
+    "nanotron": "Nanoset draws whole samples per folder, and a shuffled subset of them when the folders hold more",
+}
+
+
+def rounding_error(fmt: str, tokens: int, seq_len: int) -> float:
+    """The relative error a trainer's whole-sample rounding can put on a stream of `tokens` tokens: one sample
+    of `seq_len` (Megatron, Streaming, OLMo-core per file); for Nanoset also the spread of drawing
+    `tokens / seq_len` samples as a shuffled subset, about their square root; 0 for dolma (whole documents)."""
+    if fmt == "dolma" or tokens <= 0:
+        return 0.0
+    samples = tokens / seq_len
+    off = max(1.0, math.sqrt(samples)) if fmt == "nanotron" else 1.0
+    return off / samples
+
+
+def rounding_warnings(
+    fmt: str, entries: list[Entry], seq_len: int, tolerance: float = TOLERANCE
+) -> list[str]:
+    """One warning per stream that the trainer's rounding can move by more than `tolerance`."""
+    out = []
+    for e in entries:
+        err = rounding_error(fmt, e.tokens, seq_len)
+        if err > tolerance:
+            need = seq_len / tolerance if fmt != "nanotron" else seq_len / tolerance**2
+            out.append(
+                f"{e.name}: {e.tokens:,} tokens are {e.tokens / seq_len:,.1f} samples of {seq_len}; "
+                f"{_UNITS[fmt]}, so expect it up to {err:.1%} off its share (the export itself matches the "
+                f"manifest). A stream needs about {math.ceil(need):,} tokens to stay within {tolerance:.1%}: use "
+                "a smaller --seq-len or a longer run."
+            )
+    return out
+
+
 def export(
     manifest_dir: str | Path,
     fmt: str,
     out: str | Path,
     *,
-    data_root: str = "tokenized",
+    data_root: str | None = None,
     base_path: str | None = None,
     seq_len: int = 2048,
 ) -> dict[str, Any]:
     """Write the manifest's mix for trainer `fmt` to `out` (a file; a directory for dolma), verify it by
-    reading it back, and return {format, out, streams: {name: {manifest_tokens, export_tokens, rel_error}}}."""
+    reading it back, and return {format, out, streams: {name: {manifest_tokens, export_tokens, rel_error,
+    rounding_error}}, warnings}. `data_root` defaults to `tokenized`, for dolma to `<out>/mixed`; the
+    dolma export writes every path absolute (dolma resolves them against where it runs)."""
     _check_format(fmt)
     if seq_len < 1:
         raise ExportError(f"seq_len must be >= 1, got {seq_len}.")
-    if not data_root:
+    if data_root == "":
         raise ExportError("data_root must not be empty; pass where the tokenized streams will live.")
-    mdir, manifest = load_manifest(manifest_dir, ("total_tokens", "streams"))
-    entries = plan(manifest, mdir / "manifest.json", fmt, data_root, base_path)
     out_p = Path(out)
+    if fmt == "dolma":
+        out_p = out_p.resolve()
+        data_root = _absolute(data_root) if data_root is not None else (out_p / "mixed").as_posix()
+        base_path = _absolute(base_path) if base_path is not None else None
+    mdir, manifest = load_manifest(manifest_dir, ("total_tokens", "streams"))
+    entries = plan(manifest, mdir / "manifest.json", fmt, data_root or "tokenized", base_path)
     if fmt == "dolma":
         if out_p.exists() and not out_p.is_dir():
             raise ExportError(f"{out} is a file; the dolma export is a directory. Choose another --out.")
-        # its own files, and the scored documents the user is told to put under documents/
+        # its own files: mix.yaml, documents/ (with copy-<c>/), attributes/ and the mix's outputs under mixed/
         foreign = foreign_files(
             out_p,
             lambda rel: (
-                rel == "mix.yaml"
-                or rel.startswith("documents/")
-                or (rel.startswith(f"attributes/{ATTRIBUTE_SET}/") and rel.endswith(".jsonl.gz"))
+                rel == DOLMA_MIX
+                or rel.startswith(("documents/", "mixed/"))
+                or (rel.startswith("attributes/") and rel.endswith(".jsonl.gz"))
             ),
         )
         if foreign:
             raise ExportError(
                 foreign_files_message(out_p, foreign, "selector export", "a failed export check would delete")
             )
-        _write_dolma(manifest, entries, out_p, seq_len, mdir, str(out))
+        _write_dolma(manifest, entries, out_p, seq_len, mdir)
     else:
         if out_p.is_dir():
             raise ExportError(
@@ -786,4 +953,13 @@ def export(
             out_p.unlink(missing_ok=True)
             megatron_sidecar(out_p).unlink(missing_ok=True)
         raise
-    return {"format": fmt, "out": str(out), "streams": figures}
+    for e in entries:
+        figures[e.name]["rounding_error"] = round(rounding_error(fmt, e.tokens, seq_len), 6)
+    for name in figures:
+        figures[name].setdefault("rounding_error", 0.0)
+    return {
+        "format": fmt,
+        "out": str(out),
+        "streams": figures,
+        "warnings": rounding_warnings(fmt, entries, seq_len),
+    }

@@ -49,13 +49,40 @@ BASE = TOTAL - HONESTY - CORRIGIBILITY - HARMLESSNESS
 EXPECTED = {"honesty": 3500, "corrigibility": 1202, "harmlessness": 3004, "base": 1_016_294}
 
 
+def doc_text(doc_id: str, n_chars: int) -> str:
+    """A document's text: words naming the document, `n_chars` characters long."""
+    words = " ".join(f"{doc_id} word{i}" for i in range(n_chars))
+    return words[:n_chars]
+
+
+def write_inputs(root: Path) -> dict[str, str]:
+    """The two input shards of PARTS under root/data (b's row 2 is blank, so the reader skips it); returns
+    {label: source path}."""
+    sources = {}
+    for label, _source, rows in PARTS:
+        path = root / "data" / label
+        path.parent.mkdir(parents=True, exist_ok=True)
+        by_row = {row: (doc_id, n) for doc_id, row, n, *_rest in rows}
+        lines = []
+        for r in range(max(by_row) + 1):
+            doc_id, n = by_row.get(r, (f"blank{r}", 0))
+            lines.append(json.dumps({"id": doc_id, "text": doc_text(doc_id, n)}) + "\n")
+        data = "".join(lines).encode()
+        path.write_bytes(gzip.compress(data, mtime=0) if label.endswith(".gz") else data)
+        sources[label] = str(path)
+    return sources
+
+
 def make_run(root: Path, total_tokens: int = TOTAL) -> Path:
-    """A run directory with scores/ (two finished parts) and manifest/ written by hand per docs/manifest.md."""
+    """A run directory with its input shards (data/), scores/ (two finished parts) and manifest/ written by
+    hand per docs/manifest.md."""
     sdir = root / "scores"
     sdir.mkdir(parents=True)
+    real = write_inputs(root)
     schema = output_schema(THEMES)
     inputs, docs = [], []
-    for i, (label, source, rows) in enumerate(PARTS):
+    for i, (label, _source, rows) in enumerate(PARTS):
+        source = real[label]
         cols: dict[str, list[Any]] = {c: [] for c in schema}
         for doc_id, row, n_chars, scores, stream, repeats in rows:
             base = {"doc_id": doc_id, "source": source, "row": row, "url": None, "n_chars": n_chars}
@@ -97,8 +124,8 @@ def make_run(root: Path, total_tokens: int = TOTAL) -> Path:
                 "source": source,
                 "label": label,
                 "format": "jsonl",
-                "size": 1,
-                "mtime_ns": 0,
+                "size": Path(source).stat().st_size,
+                "mtime_ns": Path(source).stat().st_mtime_ns,
                 "documents_in": len(rows) + skipped,
                 "scored": len(rows),
                 "skipped": skipped,
@@ -137,7 +164,7 @@ def make_run(root: Path, total_tokens: int = TOTAL) -> Path:
         "created_at": "2026-11-30T03:00:00Z",
         "selector_version": "0.1.0",
         "seed": 7,
-        "config": {},
+        "config": {"read": {"detect_language": False}},
         "config_hash": "abc123",
         "scores_dir": str(sdir.resolve()),
         "inputs": inputs,
@@ -182,7 +209,9 @@ def test_round_trip(run: Path, tmp_path: Path, fmt: str) -> None:
     assert summary["format"] == fmt and summary["out"] == str(out)
     assert list(summary["streams"]) == ["honesty", "corrigibility", "harmlessness", "base"]
     figures = verify_export(run / "manifest", fmt, out)
-    assert figures == summary["streams"]
+    assert figures == {
+        n: {k: v for k, v in f.items() if k != "rounding_error"} for n, f in summary["streams"].items()
+    }
     for name, want in EXPECTED.items():
         assert figures[name]["manifest_tokens"] == want
         assert figures[name]["export_tokens"] == pytest.approx(want, rel=1e-9)
@@ -202,7 +231,13 @@ def test_megatron_file(run: Path, tmp_path: Path) -> None:
         ["3004", "tokenized/harmlessness/harmlessness_text_document"],
         ["1016294", "tokenized/base/base_text_document"],
     ]
-    assert "# --data-path " + " ".join(" ".join(p) for p in pairs) + "\n" in text
+    assert (
+        "# or, instead of --data-args-path, --data-path " + " ".join(" ".join(p) for p in pairs) + "\n"
+        in text
+    )
+    assert (
+        f"--data-args-path {out.as_posix()} --split 100,0,0 --train-samples 500 --seq-length 2048\n" in text
+    )
     assert "total_tokens=1024000 seq_len=2048" in text
     assert "--train-samples 500 " in text
     assert "# honesty: 3,500 tokens (0.34% of the run), read once; documents repeated 2.333x (epochs)" in text
@@ -213,12 +248,13 @@ def test_olmo_core_yaml(run: Path, tmp_path: Path) -> None:
     export(run / "manifest", "olmo-core", out, data_root="/data/mat/")
     doc = body(out)
     assert doc["requested_tokens"] == TOTAL
+    assert doc["global_batch_size"] == 2048
     sources = doc["source_list"]["sources"]
     assert [s["source_name"] for s in sources] == ["honesty", "corrigibility", "harmlessness", "base"]
     assert sources[0] == {
         "source_name": "honesty",
         "target_ratio": 3500 / 1_024_000,
-        "max_repetition_ratio": 1.5,
+        "max_repetition_ratio": 1.0,
         "paths": ["/data/mat/honesty/npy/*.npy"],
     }
     assert sources[3]["paths"] == ["/data/mat/base/npy/*.npy"]
@@ -228,7 +264,9 @@ def test_olmo_core_yaml(run: Path, tmp_path: Path) -> None:
 def test_mosaic_yaml(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "loader.yaml"
     export(run / "manifest", "mosaic", out, base_path="s3://bucket/base-mds")
-    ds = body(out)["train_loader"]["dataset"]
+    loader = body(out)["train_loader"]
+    assert loader["drop_last"] is True and loader["num_workers"] == 8
+    ds = loader["dataset"]
     assert ds["epoch_size"] == 500 and ds["max_seq_len"] == 2048
     assert ds["streams"]["harmlessness"] == {
         "local": "tokenized/harmlessness/mds",
@@ -251,46 +289,82 @@ def test_nanotron_yaml(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "nanotron.yaml"
     export(run / "manifest", "nanotron", out)
     stage = body(out)["data_stages"][0]
-    assert stage["data"]["dataset"]["dataset_folder"] == {
-        "tokenized/honesty/nanoset": 3500,
-        "tokenized/corrigibility/nanoset": 1202,
-        "tokenized/harmlessness/nanoset": 3004,
-        "tokenized/base/nanoset": 1_016_294,
+    assert stage["data"]["dataset"] == {
+        "dataset_folder": [
+            "tokenized/honesty/nanoset",
+            "tokenized/corrigibility/nanoset",
+            "tokenized/harmlessness/nanoset",
+            "tokenized/base/nanoset",
+        ],
+        "dataset_weights": [3500 / TOTAL, 1202 / TOTAL, 3004 / TOTAL, 1_016_294 / TOTAL],
     }
     assert stage["data"]["seed"] == 7
 
 
-def test_dolma_attributes(run: Path, tmp_path: Path) -> None:
+def test_dolma_documents_and_attributes(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "dolma"
     export(run / "manifest", "dolma", out)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["attributes/selector/a.jsonl.gz", "attributes/selector/sub/b.jsonl.gz", "mix.yaml"]
+    copies = [f"copy-{c}/a.jsonl.gz" for c in (1, 2)] + [f"copy-{c}/sub/b.jsonl.gz" for c in (1, 2, 3)]
+    want = ["a.jsonl.gz", *copies, "sub/b.jsonl.gz"]
+    assert files == sorted(
+        [f"attributes/selector/{f}" for f in want] + [f"documents/{f}" for f in want] + ["mix.yaml"]
+    )
     for (label, _source, rows), name in zip(PARTS, ["a.jsonl.gz", "sub/b.jsonl.gz"], strict=True):
         with gzip.open(out / "attributes" / "selector" / name, "rt") as fh:
             lines = [json.loads(line) for line in fh]
-        assert [r["id"] for r in lines] == [row[0] for row in rows], label
-        for rec, (_id, _row, n_chars, scores, stream, repeats) in zip(lines, rows, strict=True):
+        with gzip.open(out / "documents" / name, "rt") as fh:
+            docs = [json.loads(line) for line in fh]
+        assert [r["id"] for r in lines] == [d["id"] for d in docs] == [row[0] for row in rows], label
+        for rec, doc, (doc_id, row, n_chars, scores, stream, repeats) in zip(lines, docs, rows, strict=True):
+            assert doc["text"] == doc_text(doc_id, n_chars) and doc["source"] == "selector"
+            assert doc["metadata"]["row"] == row
             attrs = rec["attributes"]
-            for t, s in zip(THEMES, scores, strict=True):
-                assert attrs[f"selector__selector__{t}"] == [[0, n_chars, s]]
+            for t, sc in zip(THEMES, scores, strict=True):
+                assert attrs[f"selector__selector__{t}"] == [[0, n_chars, sc]]
                 assert attrs[f"selector__selector__stream_{t}"] == [
                     [0, n_chars, repeats if t == stream else 0]
                 ]
             assert attrs["selector__selector__repeats"] == [[0, n_chars, repeats]]
+    # the extra copies: a0 (3 repeats) has copies 1 and 2, b0 (4 repeats) copies 1 to 3, a2 (2) copy 1
+    with gzip.open(out / "documents" / "copy-1" / "a.jsonl.gz", "rt") as fh:
+        assert [json.loads(line)["id"] for line in fh] == ["a0#copy1", "a2#copy1"]
+    with gzip.open(out / "documents" / "copy-3" / "sub" / "b.jsonl.gz", "rt") as fh:
+        assert [json.loads(line)["id"] for line in fh] == ["b0#copy3"]
     mix = body(out / "mix.yaml")["streams"]
     names = [s["name"] for s in mix]
     assert names == ["honesty-1", "honesty-2", "honesty-3", "corrigibility-1", "corrigibility-2"] + [
         f"harmlessness-{k}" for k in range(1, 5)
     ] + ["base"]
     assert mix[2]["filter"]["include"] == ["$.attributes[?(@.selector__selector__stream_honesty[0][2] >= 3)]"]
-    assert mix[2]["documents"] == [f"{out}/documents/a.jsonl.gz", f"{out}/documents/sub/b.jsonl.gz"]
-    assert mix[2]["output"]["path"] == "tokenized/honesty"
-    assert mix[-1]["output"]["path"] == "tokenized/base" and "filter" not in mix[-1]
+    root = out.resolve().as_posix()
+    assert mix[0]["documents"] == [f"{root}/documents/a.jsonl.gz", f"{root}/documents/sub/b.jsonl.gz"]
+    assert mix[2]["documents"] == [
+        f"{root}/documents/copy-2/a.jsonl.gz",
+        f"{root}/documents/copy-2/sub/b.jsonl.gz",
+    ]
+    assert mix[2]["output"]["path"] == f"{root}/mixed/honesty"
+    assert mix[-1]["output"]["path"] == f"{root}/mixed/base"
+    assert mix[-1]["filter"]["include"] == ["$.attributes[?(@.selector__selector__repeats[0][2] >= 0)]"]
+
+
+def test_dolma_paths_are_absolute(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the mix's paths were relative to where `selector export` ran, not to where dolma runs."""
+    monkeypatch.chdir(tmp_path)
+    export(run / "manifest", "dolma", "rel-out", data_root="text")
+    mix = body(tmp_path / "rel-out" / "mix.yaml")["streams"]
+    assert mix[0]["output"]["path"] == f"{tmp_path.resolve().as_posix()}/text/honesty"
+    assert all(d.startswith("/") for st in mix for d in st["documents"])
+
+
+def test_dolma_refuses_an_out_inside_a_documents_folder(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="folder named documents already. Choose an --out outside"):
+        export(run / "manifest", "dolma", tmp_path / "documents" / "mix")
 
 
 def tamper(out: Path, fmt: str) -> None:
     if fmt == "dolma":
-        path = out / "attributes" / "selector" / "sub" / "b.jsonl.gz"
+        path = out / "attributes" / "selector" / "copy-3" / "sub" / "b.jsonl.gz"
         with gzip.open(path, "rt") as fh:
             lines = fh.read().replace(
                 'stream_harmlessness":[[0,3001,4]]', 'stream_harmlessness":[[0,3001,3]]'
@@ -304,7 +378,7 @@ def tamper(out: Path, fmt: str) -> None:
         "megatron": ("3500 ", "3600 "),
         "olmo-core": ("target_ratio: 0.00341796875", "target_ratio: 0.0035"),
         "mosaic": ("proportion: 0.00341796875", "proportion: 0.0035"),
-        "nanotron": ("honesty/nanoset: 3500", "honesty/nanoset: 3600"),
+        "nanotron": ("- 0.00341796875", "- 0.0035"),
     }[fmt]
     assert text.count(old) == 1, (fmt, old)
     out.write_text(text.replace(old, new))
@@ -327,7 +401,9 @@ def test_dolma_missing_copy_stream_fails_verification(run: Path, tmp_path: Path)
     doc["streams"] = [s for s in doc["streams"] if s["name"] != "honesty-3"]
     header = [line for line in (out / "mix.yaml").read_text().splitlines() if line.startswith("#")]
     (out / "mix.yaml").write_text("\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(ExportError, match="honesty: 2,500 tokens in the export, 3,500 in the manifest"):
+    with pytest.raises(
+        ExportError, match="honesty: 2,500 tokens in the export, 3,500 in the manifest"
+    ):  # a0's third copy
         verify_export(run / "manifest", "dolma", out)
 
 
@@ -393,5 +469,28 @@ def test_empty_stream_and_empty_base_are_left_out(run: Path, tmp_path: Path) -> 
         "manifest_tokens": 0,
         "export_tokens": 0.0,
         "rel_error": 0.0,
+        "rounding_error": 0.0,
     }
     assert summary["streams"]["base"]["manifest_tokens"] == 0
+
+
+def test_cli_warns_where_the_trainers_rounding_moves_a_stream(run: Path, tmp_path: Path) -> None:
+    """Regression: a 48-sample run reported 0.009% error while Streaming drew whole samples 5-17% off; now
+    each stream whose trainer rounding can exceed 0.5% is warned about, with the expected error."""
+    from click.testing import CliRunner
+
+    from selector.cli import cli
+
+    args = ["export", str(run / "manifest"), "--format", "mosaic", "--out", str(tmp_path / "m.yaml")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (
+        "Warning: honesty: 3,500 tokens are 1.7 samples of 2048; Streaming draws whole samples per stream "
+        "(proportion * epoch_size, rounded), so expect it up to 58.5% off its share" in res.stderr
+    )
+    assert "Warning: base" not in res.stderr  # 496 samples: one sample is 0.2%
+    summary = json.loads(res.stdout)
+    assert summary["streams"]["honesty"]["rounding_error"] == pytest.approx(2048 / 3500, abs=1e-6)
+    assert len(summary["warnings"]) == 3
+    res = CliRunner().invoke(cli, [*args[:-2], "--out", str(tmp_path / "d"), "--seq-len", "2"])
+    assert res.exit_code == 0 and "Warning" not in res.stderr  # 2-token samples: every stream within 0.5%
