@@ -51,6 +51,12 @@ SECRET = "sk-test-7f3a9c1e-do-not-log-me"
 # ------------------------------------------------------------------------------------------------- helpers
 
 
+@pytest.fixture(autouse=True)
+def no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key in the caller's environment must not reach the test servers (tests that want one set it)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -838,3 +844,13 @@ def test_a_classifier_card_records_every_label_source(tmp_path, cfg):
     card = train([p], cfg, tmp_path / "clf", labels_path=labels, progress=lambda m: None)
     assert card["trained_on"]["human_labels"] == 3
     assert card["trained_on"]["label_sources"] == {"ana": 1, "llm:m": 2}
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_into_no_output(tmp_path, stub):
+    """An endpoint written as http://user:password@host/v1 sends basic auth, and the card shows the URL bare."""
+    url = stub.url.replace("http://", "http://ana:pw-s3cret@")
+    opts = AnnotateOptions(endpoint=url, model=MODEL, out=tmp_path / "l.csv", budget=1)
+    card = annotate_documents([("a", "text")], load_config(small_config(tmp_path)), opts, "s")
+    assert card["endpoint"]["url"] == stub.url
+    assert {h["Authorization"] for _, _, h, _ in stub.loop.requests} == {"Basic YW5hOnB3LXMzY3JldA=="}
+    assert not any(b"pw-s3cret" in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
