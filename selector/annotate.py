@@ -49,7 +49,8 @@ from .paths import atomic_write
 log = logging.getLogger(__name__)
 
 LABEL_VALUES = ("on", "off", "unsure")
-FORMS = ("json_schema", "json_object", "none")  # response_format forms, in the order they are tried
+FORMS = ("json_schema", "json_object", "none")
+RETRIED_STATUS = (408, 409, 425, 429)  # and every 5xx  # response_format forms, in the order they are tried
 CSV_HEADER = ("doc_id", "theme", "label", "reviewer", "time", "reason")
 SCHEMA_NAME = "theme_labels"
 
@@ -436,7 +437,7 @@ class _Client:
                             else f"No API key was sent: ${self.key_env} is not set (or use --api-key-env NAME)."
                         )
                     )
-                elif status == 429 or status >= 500:
+                elif status in RETRIED_STATUS or status >= 500:
                     problem = f"HTTP {status}: {_short(text)}"
                     if attempt >= self.a.retries:
                         raise _DocFailed(f"http_{status}", problem)
@@ -538,7 +539,7 @@ def _names_response_format(text: str) -> bool:
 def _model_unknown(text: str) -> bool:
     return bool(
         re.search(
-            r"model_not_found|model\W.{0,120}(not found|does not exist|doesn't exist|unknown|no such)",
+            r"model_not_found|model\W.{0,120}(not found|does not exist|doesn't exist|no such)",
             text,
             re.I,
         )
@@ -728,15 +729,19 @@ def annotate_documents(
     def finish(fut: Future[_Answer]) -> None:
         group = waiting.pop(pending.pop(fut))
         tally.asked += 1
+        reason = ""
         try:
             ans = fut.result()
-        except (_Fatal, _ServerGone, _DocFailed) as e:
-            reason = "fatal" if isinstance(e, _Fatal) else "connection" if isinstance(e, _ServerGone) else ""
-            if reason:
-                stop.setdefault("fatal" if reason == "fatal" else "gone", str(e))
-            else:
-                reason = e.reason  # type: ignore[union-attr]
-                log.warning(f"{group[0].doc_id}: failed: {e}")
+        except _Fatal as e:
+            stop.setdefault("fatal", str(e))
+            reason = "fatal"
+        except _ServerGone as e:
+            stop.setdefault("gone", str(e))
+            reason = "connection"
+        except _DocFailed as e:
+            log.warning(f"{group[0].doc_id}: failed: {e}")
+            reason = e.reason
+        if reason:
             for d in group:
                 d.failed = reason
             return

@@ -373,7 +373,7 @@ def test_429_and_500_are_retried_with_backoff_respecting_retry_after(tmp_path, l
 
     p = Loopback(handle)
     try:
-        cfg = load_config(small_config(tmp_path, backoff_s=0.01, max_backoff_s=0.05))
+        cfg = load_config(small_config(tmp_path, max_answer_tokens=64, backoff_s=0.01, max_backoff_s=0.05))
         opts = AnnotateOptions(endpoint=p.url, model=MODEL, out=tmp_path / "l.csv", budget=1)
         card = annotate_documents([(DOCS[1]["id"], DOCS[1]["text"])], cfg, opts, "one document")
     finally:
@@ -391,7 +391,7 @@ def test_kill_9_resumes_asking_only_the_rest_with_concurrent_requests(tmp_path, 
     docs = write_jsonl(tmp_path / "d.jsonl", DOCS[:4])
     out = tmp_path / "labels.csv"
     cache = tmp_path / "labels.csv.cache.sqlite"
-    config = small_config(tmp_path)
+    config = small_config(tmp_path, max_answer_tokens=64)
     cmd = [sys.executable, "-m", "selector.cli", *cli_args(docs, proxy.url, out, config, 4), "--silent"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -425,7 +425,7 @@ def test_server_that_dies_mid_run_ends_non_zero_and_the_rerun_resumes(tmp_path, 
     docs = write_jsonl(tmp_path / "d.jsonl", DOCS[:3])
     out = tmp_path / "labels.csv"
     cache = tmp_path / "labels.csv.cache.sqlite"
-    config = small_config(tmp_path, retries=1)
+    config = small_config(tmp_path, max_answer_tokens=64, retries=1)
     killer_done = threading.Event()
 
     def killer() -> None:
@@ -506,7 +506,7 @@ def test_api_key_is_sent_as_bearer_and_written_nowhere(tmp_path, proxy):
     out = tmp_path / "labels.csv"
     cmd = [
         sys.executable, "-m", "selector.cli",
-        *cli_args(docs, proxy.url, out, small_config(tmp_path), 1, "--api-key-env", "SELECTOR_TEST_KEY"),
+        *cli_args(docs, proxy.url, out, small_config(tmp_path, max_answer_tokens=64), 1, "--api-key-env", "SELECTOR_TEST_KEY"),
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, env={**os.environ, "SELECTOR_TEST_KEY": SECRET}, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
