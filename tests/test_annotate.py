@@ -854,3 +854,16 @@ def test_credentials_in_the_url_go_as_basic_auth_and_into_no_output(tmp_path, st
     assert card["endpoint"]["url"] == stub.url
     assert {h["Authorization"] for _, _, h, _ in stub.loop.requests} == {"Basic YW5hOnB3LXMzY3JldA=="}
     assert not any(b"pw-s3cret" in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+
+
+def test_a_later_unsure_does_not_erase_a_label(tmp_path):
+    """Regression: with precedence added, a person's later `unsure` erased their earlier label (read_label_csv
+    ignores `unsure` rows); an LLM's later `unsure` must not erase an LLM label either."""
+    p = tmp_path / "l.csv"
+    p.write_text(
+        "doc_id,theme,label,reviewer\n"
+        "a,honesty,on,ana\na,honesty,unsure,bo\nb,honesty,off,llm:m\nb,honesty,unsure,llm:m\n"
+    )
+    ls = read_label_files([p], THEMES)
+    assert ls.labels == {("a", "honesty"): 1, ("b", "honesty"): 0}
+    assert ls.sources == {"ana": 1, "llm:m": 1} and ls.overridden == 0
