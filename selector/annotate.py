@@ -13,6 +13,7 @@ an environment variable, sent as `Authorization: Bearer` and never written anywh
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import email.utils
@@ -48,7 +49,8 @@ from .paths import atomic_write
 log = logging.getLogger(__name__)
 
 LABEL_VALUES = ("on", "off", "unsure")
-FORMS = ("json_schema", "json_object", "none")  # response_format forms, in the order they are tried
+FORMS = ("json_schema", "json_object", "none")
+RETRIED_STATUS = (408, 409, 425, 429)  # and every 5xx  # response_format forms, in the order they are tried
 CSV_HEADER = ("doc_id", "theme", "label", "reviewer", "time", "reason")
 SCHEMA_NAME = "theme_labels"
 
@@ -186,14 +188,31 @@ def display_url(url: str) -> str:
 
 
 def endpoint_base(url: str) -> str:
-    """Validate an endpoint's base URL and drop a trailing slash: `http://host:8000/v1/` -> `.../v1`."""
+    """Validate an endpoint's base URL and drop a trailing slash and any user:password (sent as basic auth
+    instead): `http://host:8000/v1/` -> `http://host:8000/v1`."""
     p = urllib.parse.urlsplit(url.strip())
     if p.scheme not in ("http", "https") or not p.hostname:
         raise ConfigError(
             f"--endpoint {display_url(url)!r} is not an http(s) URL; give the server's OpenAI-compatible base "
             "URL, e.g. http://127.0.0.1:8000/v1"
         )
-    return urllib.parse.urlunsplit((p.scheme, p.netloc, p.path.rstrip("/"), p.query, ""))
+    netloc = p.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((p.scheme, netloc, p.path.rstrip("/"), p.query, ""))
+
+
+def _password(basic_auth: str | None) -> str | None:
+    if not basic_auth:
+        return None
+    return base64.b64decode(basic_auth.removeprefix("Basic ")).decode().partition(":")[2] or None
+
+
+def _basic_auth(url: str) -> str | None:
+    p = urllib.parse.urlsplit(url.strip())
+    if p.username is None:
+        return None
+    user = urllib.parse.unquote(p.username)
+    pw = urllib.parse.unquote(p.password or "")
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
 
 
 def _join(base: str, path: str) -> str:
@@ -259,8 +278,18 @@ class _Client:
     """A chat-completions client for one run: retries with backoff, the response_format fallback (shared by
     every thread, remembered for the run), usage counts. Nothing it raises or logs holds the API key."""
 
-    def __init__(self, base: str, model: str, api_key: str | None, a: AnnotateConfig, key_env: str):
+    def __init__(
+        self,
+        base: str,
+        model: str,
+        api_key: str | None,
+        a: AnnotateConfig,
+        key_env: str,
+        basic_auth: str | None = None,
+    ):
         self.base, self.model, self.a, self.key_env = base, model, a, key_env
+        self._basic = basic_auth
+        self._password = _password(basic_auth)
         self.shown = display_url(base)
         self._key = api_key
         self.has_key = api_key is not None
@@ -272,12 +301,18 @@ class _Client:
         self._rng = random.Random()
 
     def redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """`text` (a server's answer or error) with the API key and any URL password replaced by ***."""
+        for secret in (self._key, self._password):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             h["Authorization"] = f"Bearer {self._key}"
+        elif self._basic:
+            h["Authorization"] = self._basic
         return h
 
     def _http(self, method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, Any, bytes]:
@@ -402,7 +437,7 @@ class _Client:
                             else f"No API key was sent: ${self.key_env} is not set (or use --api-key-env NAME)."
                         )
                     )
-                elif status == 429 or status >= 500:
+                elif status in RETRIED_STATUS or status >= 500:
                     problem = f"HTTP {status}: {_short(text)}"
                     if attempt >= self.a.retries:
                         raise _DocFailed(f"http_{status}", problem)
@@ -504,7 +539,7 @@ def _names_response_format(text: str) -> bool:
 def _model_unknown(text: str) -> bool:
     return bool(
         re.search(
-            r"model_not_found|model\W.{0,120}(not found|does not exist|doesn't exist|unknown|no such)",
+            r"model_not_found|model\W.{0,120}(not found|does not exist|doesn't exist|no such)",
             text,
             re.I,
         )
@@ -679,7 +714,8 @@ def annotate_documents(
     themes = cfg.theme_names
     rhash = rubric_hash(cfg)
     system = system_prompt(cfg)
-    client = _Client(base, opts.model, os.environ.get(opts.api_key_env) or None, a, opts.api_key_env)
+    key = os.environ.get(opts.api_key_env) or None
+    client = _Client(base, opts.model, key, a, opts.api_key_env, _basic_auth(opts.endpoint))
     t0 = time.monotonic()
     tally = _Tally()
     order: list[_Doc] = []
@@ -693,15 +729,19 @@ def annotate_documents(
     def finish(fut: Future[_Answer]) -> None:
         group = waiting.pop(pending.pop(fut))
         tally.asked += 1
+        reason = ""
         try:
             ans = fut.result()
-        except (_Fatal, _ServerGone, _DocFailed) as e:
-            reason = "fatal" if isinstance(e, _Fatal) else "connection" if isinstance(e, _ServerGone) else ""
-            if reason:
-                stop.setdefault("fatal" if reason == "fatal" else "gone", str(e))
-            else:
-                reason = e.reason  # type: ignore[union-attr]
-                log.warning(f"{group[0].doc_id}: failed: {e}")
+        except _Fatal as e:
+            stop.setdefault("fatal", str(e))
+            reason = "fatal"
+        except _ServerGone as e:
+            stop.setdefault("gone", str(e))
+            reason = "connection"
+        except _DocFailed as e:
+            log.warning(f"{group[0].doc_id}: failed: {e}")
+            reason = e.reason
+        if reason:
             for d in group:
                 d.failed = reason
             return
@@ -722,7 +762,8 @@ def annotate_documents(
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for f in done:
                 finish(f)
-            meter.tick(tally, len(waiting) + tally.asked, _n(order, "cache"))
+            # to ask: those asked or in flight, and (at most) every document of the budget not read yet
+            meter.tick(tally, tally.asked + len(pending) + opts.budget - tally.requested, _n(order, "cache"))
 
     pool = ThreadPoolExecutor(max_workers=a.concurrency, thread_name_prefix="annotate")
     try:

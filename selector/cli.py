@@ -1125,6 +1125,8 @@ def annotate(
         {
             "labels_file": str(opts.out),
             "card": str(opts.card_path),
+            "rubric_hash": card["rubric_hash"],
+            "response_format": card["endpoint"]["response_format"],
             **{k: card[k] for k in ("documents", "labels")},
         }
     )

@@ -96,7 +96,8 @@ def _rows(p: Path, themes: Sequence[str]) -> list[Row]:
 def read_label_files(paths: Sequence[str | Path], themes: Sequence[str]) -> LabelSet:
     """Several labels CSVs -> one `LabelSet`. For each (doc_id, theme) a row from a person (a reviewer not
     starting with `llm:`) beats every `llm:` row, even where the person said `unsure` (then the pair has no
-    label); otherwise the last row read wins (files in the order given, rows in file order)."""
+    label); otherwise the last label read wins (files in the order given, rows in file order) and a later
+    `unsure` does not erase an earlier label."""
     kept: dict[tuple[str, str], tuple[int | None, str, str]] = {}
     overridden = 0
     hashes = []
@@ -106,12 +107,19 @@ def read_label_files(paths: Sequence[str | Path], themes: Sequence[str]) -> Labe
             key = (doc, theme)
             prev = kept.get(key)
             llm = is_llm_reviewer(reviewer)
-            if prev is not None and llm and not is_llm_reviewer(prev[1]):
+            if prev is None:
+                kept[key] = (value, reviewer, reason)
+            elif llm and not is_llm_reviewer(prev[1]):
                 overridden += 1  # a person already labelled this pair
-                continue
-            if prev is not None and not llm and is_llm_reviewer(prev[1]):
-                overridden += 1
-            kept[key] = (value, reviewer, reason)
+            elif not llm and is_llm_reviewer(prev[1]):
+                overridden += 1  # a person's row, even `unsure`, sets the LLM's aside
+                kept[key] = (value, reviewer, reason)
+            elif value is not None or prev[0] is None:
+                kept[key] = (
+                    value,
+                    reviewer,
+                    reason,
+                )  # same kind: the last label wins; a later `unsure` is ignored
     out = LabelSet(overridden=overridden, files=[str(p) for p in paths], file_hashes=hashes)
     for k, (v, who, why) in kept.items():
         if v is None:

@@ -51,6 +51,12 @@ SECRET = "sk-test-7f3a9c1e-do-not-log-me"
 # ------------------------------------------------------------------------------------------------- helpers
 
 
+@pytest.fixture(autouse=True)
+def no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key in the caller's environment must not reach the test servers (tests that want one set it)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -367,7 +373,7 @@ def test_429_and_500_are_retried_with_backoff_respecting_retry_after(tmp_path, l
 
     p = Loopback(handle)
     try:
-        cfg = load_config(small_config(tmp_path, backoff_s=0.01, max_backoff_s=0.05))
+        cfg = load_config(small_config(tmp_path, max_answer_tokens=64, backoff_s=0.01, max_backoff_s=0.05))
         opts = AnnotateOptions(endpoint=p.url, model=MODEL, out=tmp_path / "l.csv", budget=1)
         card = annotate_documents([(DOCS[1]["id"], DOCS[1]["text"])], cfg, opts, "one document")
     finally:
@@ -385,7 +391,7 @@ def test_kill_9_resumes_asking_only_the_rest_with_concurrent_requests(tmp_path, 
     docs = write_jsonl(tmp_path / "d.jsonl", DOCS[:4])
     out = tmp_path / "labels.csv"
     cache = tmp_path / "labels.csv.cache.sqlite"
-    config = small_config(tmp_path)
+    config = small_config(tmp_path, max_answer_tokens=64)
     cmd = [sys.executable, "-m", "selector.cli", *cli_args(docs, proxy.url, out, config, 4), "--silent"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -419,7 +425,7 @@ def test_server_that_dies_mid_run_ends_non_zero_and_the_rerun_resumes(tmp_path, 
     docs = write_jsonl(tmp_path / "d.jsonl", DOCS[:3])
     out = tmp_path / "labels.csv"
     cache = tmp_path / "labels.csv.cache.sqlite"
-    config = small_config(tmp_path, retries=1)
+    config = small_config(tmp_path, max_answer_tokens=64, retries=1)
     killer_done = threading.Event()
 
     def killer() -> None:
@@ -500,7 +506,7 @@ def test_api_key_is_sent_as_bearer_and_written_nowhere(tmp_path, proxy):
     out = tmp_path / "labels.csv"
     cmd = [
         sys.executable, "-m", "selector.cli",
-        *cli_args(docs, proxy.url, out, small_config(tmp_path), 1, "--api-key-env", "SELECTOR_TEST_KEY"),
+        *cli_args(docs, proxy.url, out, small_config(tmp_path, max_answer_tokens=64), 1, "--api-key-env", "SELECTOR_TEST_KEY"),
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, env={**os.environ, "SELECTOR_TEST_KEY": SECRET}, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
@@ -838,3 +844,26 @@ def test_a_classifier_card_records_every_label_source(tmp_path, cfg):
     card = train([p], cfg, tmp_path / "clf", labels_path=labels, progress=lambda m: None)
     assert card["trained_on"]["human_labels"] == 3
     assert card["trained_on"]["label_sources"] == {"ana": 1, "llm:m": 2}
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_into_no_output(tmp_path, stub):
+    """An endpoint written as http://user:password@host/v1 sends basic auth, and the card shows the URL bare."""
+    url = stub.url.replace("http://", "http://ana:pw-s3cret@")
+    opts = AnnotateOptions(endpoint=url, model=MODEL, out=tmp_path / "l.csv", budget=1)
+    card = annotate_documents([("a", "text")], load_config(small_config(tmp_path)), opts, "s")
+    assert card["endpoint"]["url"] == stub.url
+    assert {h["Authorization"] for _, _, h, _ in stub.loop.requests} == {"Basic YW5hOnB3LXMzY3JldA=="}
+    assert not any(b"pw-s3cret" in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+
+
+def test_a_later_unsure_does_not_erase_a_label(tmp_path):
+    """Regression: with precedence added, a person's later `unsure` erased their earlier label (read_label_csv
+    ignores `unsure` rows); an LLM's later `unsure` must not erase an LLM label either."""
+    p = tmp_path / "l.csv"
+    p.write_text(
+        "doc_id,theme,label,reviewer\n"
+        "a,honesty,on,ana\na,honesty,unsure,bo\nb,honesty,off,llm:m\nb,honesty,unsure,llm:m\n"
+    )
+    ls = read_label_files([p], THEMES)
+    assert ls.labels == {("a", "honesty"): 1, ("b", "honesty"): 0}
+    assert ls.sources == {"ana": 1, "llm:m": 1} and ls.overridden == 0
