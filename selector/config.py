@@ -75,6 +75,9 @@ class FastTextConfig:
     threads: int = 1
     seed: int = 0
     quantize: bool = True
+    max_quantize_ap_drop: float = (
+        0.01  # the quantized model is kept when validation AP drops by less than this
+    )
 
 
 @dataclass(frozen=True)
@@ -349,6 +352,12 @@ def _validate_section(name: str, obj: Any) -> None:
         _check(obj.min_count >= 1, "fasttext.min_count", ">= 1", obj.min_count)
         _check(obj.bucket >= 1000, "fasttext.bucket", ">= 1000", obj.bucket)
         _check(obj.threads >= 1, "fasttext.threads", ">= 1", obj.threads)
+        _check(
+            0 <= obj.max_quantize_ap_drop <= 1,
+            "fasttext.max_quantize_ap_drop",
+            "in [0, 1]",
+            obj.max_quantize_ap_drop,
+        )
     elif name == "train":
         _check(obj.sample_size >= 10, "train.sample_size", ">= 10", obj.sample_size)
         _check(

@@ -548,7 +548,7 @@ def train(
                         if val_truth[t].any()
                     ]
                     quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
-                    if quant_drop[key] < 0.01:
+                    if quant_drop[key] < cfg.fasttext.max_quantize_ap_drop:
                         suffix, full = ".ftz", q
                 (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
                 quantized[key] = suffix == ".ftz"

@@ -843,7 +843,11 @@ def test_a_classifier_card_records_every_label_source(tmp_path, cfg):
     )
     card = train([p], cfg, tmp_path / "clf", labels_path=labels, progress=lambda m: None)
     assert card["trained_on"]["human_labels"] == 3
-    assert card["trained_on"]["label_sources"] == {"ana": 1, "llm:m": 2}
+    assert card["label_sources"]["sources"] == {
+        "ana": {"labels": 1, "on": 0},
+        "llm:m": {"labels": 2, "on": 2},
+    }
+    assert card["label_sources"]["llm_labels_overridden_by_people"] == 1
 
 
 def test_credentials_in_the_url_go_as_basic_auth_and_into_no_output(tmp_path, stub):
