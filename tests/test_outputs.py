@@ -61,9 +61,8 @@ def test_dolma_export_refuses_a_directory_holding_other_files(tmp_path):
     run = make_run(tmp_path / "run")
     out = tmp_path / "dolma"
     export(run / "manifest", "dolma", out)
-    (out / "documents").mkdir()
-    (out / "documents" / "a.jsonl.gz").write_bytes(b"")  # where the user is told to put the documents
-    export(run / "manifest", "dolma", out)
+    assert (out / "documents").is_dir()  # the export writes the documents tree itself
+    export(run / "manifest", "dolma", out)  # and a second export replaces its own files
     (out / "notes.md").write_text("mine")
     with pytest.raises(ExportError, match=r"dolma holds notes.md, which `selector export` did not write"):
         export(run / "manifest", "dolma", out)
