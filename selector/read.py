@@ -19,7 +19,7 @@ import os
 import re
 import zlib
 from collections import Counter
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -432,21 +432,32 @@ def _parse_lines_slow(
     shard: Shard, cfg: ReadConfig, counts: ShardCounts, lines: list[bytes], rows: list[int]
 ) -> pl.DataFrame:
     """Line-by-line parse of a batch that polars rejected, skipping (and counting) each bad line."""
+
+    def objects() -> Iterator[tuple[int, str, Any]]:
+        for line, row in zip(lines, rows, strict=True):
+            where = f"{shard.source}:{row + 1}"
+            try:
+                s = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                counts.skip("invalid_utf8", where=f"{where} (byte {e.start})")
+                continue
+            try:
+                yield row, where, json.loads(s)
+            except json.JSONDecodeError as e:
+                counts.skip("malformed_json", where=f"{where} ({e.msg} at column {e.colno})")
+
+    return _frame_of_objects(shard, cfg, counts, objects())
+
+
+def _frame_of_objects(
+    shard: Shard, cfg: ReadConfig, counts: ShardCounts, objects: Iterable[tuple[int, str, Any]]
+) -> pl.DataFrame:
+    """Parsed JSON values (row, where, value) -> a batch frame; a value that is not an object, or whose text
+    is not a string, is skipped and counted."""
     ok_rows, ids, urls, texts = [], [], [], []
     metas: list[dict[str, Any]] = []
     date_cols, lang_cols = _meta_columns(cfg)
-    for line, row in zip(lines, rows, strict=True):
-        where = f"{shard.source}:{row + 1}"
-        try:
-            s = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            counts.skip("invalid_utf8", where=f"{where} (byte {e.start})")
-            continue
-        try:
-            obj = json.loads(s)
-        except json.JSONDecodeError as e:
-            counts.skip("malformed_json", where=f"{where} ({e.msg} at column {e.colno})")
-            continue
+    for row, where, obj in objects:
         if not isinstance(obj, dict):
             counts.skip("not_a_json_object", where=where)
             continue
@@ -570,26 +581,12 @@ def _json_array_batches(
     first = next((x for x in items if isinstance(x, dict)), None)
     if first is not None:
         _check_text_column(shard, cfg, json.dumps(first).encode())
-    date_cols, lang_cols = _meta_columns(cfg)
     for start in range(0, len(items), cfg.batch_size):
-        rows, ids, urls, texts, metas = [], [], [], [], []
-        for row in range(start, min(start + cfg.batch_size, len(items))):
-            obj = items[row]
-            where = f"{shard.source}[{row}]"
-            if not isinstance(obj, dict):
-                counts.skip("not_a_json_object", where=where)
-                continue
-            text = obj.get(cfg.text_column)
-            if text is not None and not isinstance(text, str):
-                counts.skip("text_not_a_string", where=where)
-                continue
-            rows.append(row)
-            ids.append(obj.get(cfg.id_column))
-            urls.append(obj.get(cfg.url_column))
-            texts.append(text)
-            metas.append({c: obj.get(c) for c in (*date_cols, *lang_cols)})
-        extra = {"crawl_date": _first_present(metas, date_cols), "lang_in": _first_present(metas, lang_cols)}
-        yield _filter_texts(shard, cfg, counts, _make_frame(shard, rows, ids, urls, texts, extra))
+        batch = (
+            (row, f"{shard.source}[{row}]", items[row])
+            for row in range(start, min(start + cfg.batch_size, len(items)))
+        )
+        yield _filter_texts(shard, cfg, counts, _frame_of_objects(shard, cfg, counts, batch))
     if not items:
         counts.warn(f"{shard.source}: the shard is empty (a JSON array with no element).")
 
