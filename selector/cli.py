@@ -167,13 +167,17 @@ def _apply(options: list[Callable[..., Any]]) -> Callable[..., Any]:
     return deco
 
 
+def label_files_option(dest: str, help: str) -> Callable[..., Any]:
+    """A repeatable `--labels FILE` (labels CSVs, merged by selector.labels.read_label_files)."""
+    return click.option(
+        "--labels", dest, type=click.Path(dir_okay=False, exists=True), multiple=True, help=help
+    )
+
+
 train_options = [
-    click.option(
-        "--labels",
+    label_files_option(
         "labels_path",
-        type=click.Path(dir_okay=False, exists=True),
-        multiple=True,
-        help="Labels to learn from: CSV doc_id,theme,label[,reviewer] from the audit page or `selector "
+        "Labels to learn from: CSV doc_id,theme,label[,reviewer] from the audit page or `selector "
         "annotate` (repeatable; a person's label beats an annotator's).",
     ),
     click.option(
@@ -715,12 +719,9 @@ def run(
 @click.option(
     "--force", is_flag=True, help="Allow documents to be seen more than select.hard_max_epochs times."
 )
-@click.option(
-    "--labels",
+@label_files_option(
     "labels",
-    type=click.Path(dir_okay=False, exists=True),
-    multiple=True,
-    help="Labels that veto (off) or confirm (on) candidates per theme, e.g. from `selector annotate --scores "
+    "Labels that veto (off) or confirm (on) candidates per theme, e.g. from `selector annotate --scores "
     "DIR --candidates` or the audit page (repeatable; a person's label beats an annotator's).",
 )
 @config_options
@@ -1004,12 +1005,9 @@ def audit(
     help="With --scores: label exactly the documents that reach a theme's threshold (the annotator as the "
     "cascade's last stage; feed the labels to `selector select --labels`).",
 )
-@click.option(
-    "--labels",
+@label_files_option(
     "known_labels",
-    type=click.Path(dir_okay=False, exists=True),
-    multiple=True,
-    help="With --scores: labels from earlier rounds; their documents join the plan at no cost (repeatable).",
+    "With --scores: labels from earlier rounds; their documents join the plan at no cost (repeatable).",
 )
 @click.option(
     "--endpoint",
