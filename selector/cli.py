@@ -945,18 +945,18 @@ def audit(
         rep = plan_report(manifest, plan_path, [labels_path])
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "estimates.json").write_text(json.dumps(rep, indent=2) + "\n")
+
+        def fmt(x: dict[str, Any]) -> str:
+            if x["estimate"] is None:
+                return "n/a"
+            return f"{x['estimate']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
+
         for kind, rows in (("stream", rep["streams"]), ("threshold", rep["thresholds"])):
             for t, v in rows.items():
                 if not v.get("labelled"):
                     progress(f"{kind} {t}: no labels")
                     continue
                 pr, rc, pv = v["precision"], v["recall"], v["prevalence"]
-
-                def fmt(x: dict[str, Any]) -> str:
-                    if x["estimate"] is None:
-                        return "n/a"
-                    return f"{x['estimate']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
-
                 progress(
                     f"{kind} {t}: precision {fmt(pr)}, recall {fmt(rc)}, prevalence {fmt(pv)} "
                     f"({v['labelled']} labelled, {v['on_theme_labels']} on-theme)"

@@ -288,13 +288,14 @@ def plan_labels(
     cand = np.flatnonzero(~known)
     pick_new = cand[np.argsort(q[cand], kind="stable")[: min(free_budget, int(np.isfinite(q[cand]).sum()))]]
     chosen = np.sort(np.concatenate([pick_new, np.flatnonzero(known)]))
-    bg_u = _uniform(cfg.seed, "label-plan-bg", source, row)
+    # which chosen documents the background drew (for the tags only): a seeded draw per chosen document
+    bg_u = _uniform(cfg.seed, "label-plan-bg", [source[i] for i in chosen], [row[i] for i in chosen])
     tags: list[str] = []
-    for i in chosen.tolist():
-        tg = [k for k, p in stratum_pi.items() if p[i] > 0]
+    for k, i in enumerate(chosen.tolist()):
+        tg = [s for s, p in stratum_pi.items() if p[i] > 0]
         if known[i]:
             tg.append(KNOWN)
-        elif not tg or bg_u[i] < rate:
+        elif not tg or bg_u[k] < rate:
             tg.append(BACKGROUND)
         tags.append(" ".join(tg))
     return (

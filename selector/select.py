@@ -433,15 +433,19 @@ def build_selection(
             f"_off_{t}"
         ).fill_null(False)
 
+    def vetoed_for(t: str) -> pl.Expr:
+        """At or above theme t's threshold but labelled off for it."""
+        return (pl.col(f"score_{t}") >= thr[t]) & pl.col(f"_off_{t}").fill_null(False)
+
     qualify = pl.any_horizontal([q(t) for t in themes])
-    vetoed = lf.filter(
-        pl.any_horizontal(
-            [(pl.col(f"score_{t.name}") >= thr[t.name]) & pl.col(f"_off_{t.name}").fill_null(False)
-             for t in cfg.themes if t.upsample] or [pl.lit(False)]
-        )
-    ).collect()  # fmt: skip
-    cand = lf.filter(qualify).collect().sort("source", "row")
     up = [t for t in cfg.themes if t.upsample]
+    # a second pass over the scores only when there are labels to veto with
+    vetoed = (
+        lf.filter(pl.any_horizontal([vetoed_for(t.name) for t in up])).collect()
+        if lab is not None and up
+        else None
+    )
+    cand = lf.filter(qualify).collect().sort("source", "row")
     rejected: list[pl.DataFrame] = []
 
     def reject(df: pl.DataFrame, theme: str, reason: pl.Expr) -> None:
@@ -457,14 +461,10 @@ def build_selection(
                 )
             )
 
-    for t in up:
-        reject(
-            vetoed.filter(
-                (pl.col(f"score_{t.name}") >= thr[t.name]) & pl.col(f"_off_{t.name}").fill_null(False)
-            ),
-            t.name,
-            pl.format("label: off ({})", pl.col(f"_why_{t.name}")),
-        )
+    if vetoed is not None:
+        for t in up:
+            why = pl.format("label: off ({})", pl.col(f"_why_{t.name}"))
+            reject(vetoed.filter(vetoed_for(t.name)), t.name, why)
     n_candidates = {t.name: int(cand.select(q(t.name)).to_series().sum()) for t in up}
     # exclusions (e.g. ai_risk) come first: an excluded document joins no stream
     excluded = pl.lit(False)
