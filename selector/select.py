@@ -463,8 +463,8 @@ def build_selection(
 
     if vetoed is not None:
         for t in up:
-            why = pl.format("label: off ({})", pl.col(f"_why_{t.name}"))
-            reject(vetoed.filter(vetoed_for(t.name)), t.name, why)
+            veto_reason = pl.format("label: off ({})", pl.col(f"_why_{t.name}"))
+            reject(vetoed.filter(vetoed_for(t.name)), t.name, veto_reason)
     n_candidates = {t.name: int(cand.select(q(t.name)).to_series().sum()) for t in up}
     # exclusions (e.g. ai_risk) come first: an excluded document joins no stream
     excluded = pl.lit(False)
