@@ -1,5 +1,5 @@
 """Embedding speed on this machine, and what each faster route costs in fidelity: the measurements behind
-the README's "why the cascade is below half the fastText rate".
+docs/measured.md's "why the cascade is below half the fastText rate".
 
 Embeds `--docs` documents of ../shared/corpus/haystack longer than 1,500 characters (like the documents the
 gate lets through: they fill the model's 256 tokens) with the configured model, and reports documents per

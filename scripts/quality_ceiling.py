@@ -17,7 +17,7 @@ Each experiment uses the real training code (`selector.train.fit_teacher`) where
   own gates), and the cascade's average precision recomputed from the fastText scores and, for the documents
   let through, their `--embed-all` embedding scores. Those were computed in other batches, so under bf16
   they differ slightly from the cascade's own. This is what a tighter gate, the only speed lever left on a
-  CPU (README), costs in quality.
+  CPU (docs/measured.md), costs in quality.
 - `weights` (with `--cascade` and `--embed-all`): the cascade's and every document's average precision for
   `cascade.embedding_weight` w from 0.8 to 1, recomputed from the stored `emb_*` and `ft_*` columns.
 - `windows` (with `--cascade` and `--classifier`): the cascade's embedded documents re-embedded as up to
