@@ -12,7 +12,7 @@ from selector.cli import cli
 from .conftest import REPO, write_jsonl
 
 sys.path.insert(0, str(REPO / "scripts"))
-from cli_reference import BEGIN, END, reference  # noqa: E402
+from cli_reference import BEGIN, END, between, reference  # noqa: E402
 
 
 def run(*args):
@@ -33,12 +33,25 @@ def test_every_command_has_help_with_an_example():
         assert "Example" in r.output, name
 
 
-def test_readme_cli_reference_is_in_sync_with_help():
-    text = (REPO / "README.md").read_text()
-    section = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
-    assert section.strip() == reference().strip(), "run: python scripts/cli_reference.py"
+def test_cli_reference_is_in_sync_with_help():
+    text = (REPO / "docs" / "cli.md").read_text()
+    assert between(text, BEGIN, END).strip() == reference().strip(), "run: python scripts/cli_reference.py"
+
+
+def test_every_command_is_in_the_readme_and_the_cli_reference():
+    readme = (REPO / "README.md").read_text()
+    cli_md = (REPO / "docs" / "cli.md").read_text()
     for name in cli.commands:
-        assert f"selector {name}" in text
+        assert f"`selector {name}`" in readme, name
+        assert f"## `selector {name}`" in cli_md, name
+
+
+def test_cli_reference_check_fails_when_help_drifts(tmp_path):
+    """The sync check must catch a reference that no longer matches --help (an option's help edited)."""
+    text = (REPO / "docs" / "cli.md").read_text()
+    assert "Show this message and exit." in text
+    drifted = text.replace("Show this message and exit.", "Show this message, then exit.", 1)
+    assert between(drifted, BEGIN, END).strip() != reference().strip()
 
 
 def test_missing_text_column_exits_with_the_message(tmp_path):
