@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from selector.audit_page import CHROMIUM
-from selector.audit_page import CHROMIUM_ARGS as LAUNCH_ARGS
+from selector.audit.page import CHROMIUM
+from selector.audit.page import CHROMIUM_ARGS as LAUNCH_ARGS
 
 
 def screenshot(

@@ -48,8 +48,8 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from selector.config import load_config
-    from selector.embed import resolve_model
+    from selector.core.config import load_config
+    from selector.score.embed import resolve_model
 
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer

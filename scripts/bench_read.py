@@ -26,8 +26,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from selector.config import ReadConfig  # noqa: E402
-from selector.read import ShardCounts, discover_shards, read_shard  # noqa: E402
+from selector.core.config import ReadConfig
+from selector.read.formats import ShardCounts, discover_shards, read_shard
 
 
 def haystack_docs(corpus: Path) -> Iterator[dict[str, Any]]:

@@ -54,8 +54,8 @@ def build_dump(corpus: Path, out: Path, n_docs: int, shard_docs: int) -> tuple[i
 def phase(
     name: str, dump: Path, classifier: str, out: Path, workers: int, embed_workers: int = 0, cpus: float = 1.0
 ) -> dict:
-    from selector.config import load_config
-    from selector.read import discover_shards, read_shard
+    from selector.core.config import load_config
+    from selector.read.formats import discover_shards, read_shard
 
     cfg = load_config()
     t0 = time.time()
@@ -65,8 +65,8 @@ def phase(
             for b in read_shard(sh, cfg.read):
                 n += b.height
     elif name == "fasttext":
-        from selector.classifier import Classifier
-        from selector.text import fasttext_input
+        from selector.score.classifier import Classifier
+        from selector.score.text import fasttext_input
 
         clf = Classifier.load(classifier)
         for sh in discover_shards([dump]):
@@ -74,7 +74,7 @@ def phase(
                 clf.ft_scores(fasttext_input(b["text"], clf.max_chars))
                 n += b.height
     elif name.startswith("cascade"):
-        from selector.score import score
+        from selector.score.run import score
 
         extra: dict = {}
         if name.startswith("cascade-ray"):
@@ -82,7 +82,7 @@ def phase(
 
             import ray
 
-            from selector.executors import RayOptions
+            from selector.score.executors import RayOptions
 
             t_ray = time.time()
             ray.init(

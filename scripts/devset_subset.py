@@ -13,7 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
-from selector.keys import seeded_key
+from selector.core.keys import seeded_key
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from label_curve import Curve, train_r0  # noqa: E402
 from quality_ceiling import THEMES, Bench  # noqa: E402
 
-from selector.config import load_config  # noqa: E402
+from selector.core.config import load_config
 
 
 def main() -> None:

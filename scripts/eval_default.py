@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from selector.evaluate import evaluate
-from selector.score import read_scores
+from selector.audit.evaluation import evaluate
+from selector.score.run import read_scores
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_default import ASSESSED, OPEN_FILES, THEMES, work_fold  # noqa: E402

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import polars as pl
 
-from selector.baselines import keyword_scores
-from selector.config import load_config
-from selector.evaluate import evaluate, read_labels, top_false_positives
-from selector.read import read_documents
-from selector.score import read_scores
+from selector.audit.baselines import keyword_scores
+from selector.audit.evaluation import evaluate, read_labels, top_false_positives
+from selector.core.config import load_config
+from selector.read.formats import read_documents
+from selector.score.run import read_scores
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 GOALS = {"honesty": 0.6, "cooperation": 0.6, "cooperative_ai": 0.8, "ai_risk": 0.8}

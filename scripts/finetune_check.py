@@ -1,10 +1,10 @@
 """Does fine-tuning the embedding model on the labels beat the frozen MiniLM head (issue 11, part 3)?
 
 The label-efficiency set-up of `scripts/label_curve.py`, by work: for each of two folds of works, the
-strategy (selector/sampling.py) spends `--budget` labels on one fold's documents, the development labels
+strategy (selector/label/sampling.py) spends `--budget` labels on one fold's documents, the development labels
 answering for the annotator. Then, on the same labels:
 
-- `frozen`: the teacher `selector train --labels` fits (selector.train.fit_teacher) on frozen MiniLM
+- `frozen`: the teacher `selector train --labels` fits (selector.train.run.fit_teacher) on frozen MiniLM
   embeddings, scoring every document (label_curve.py's "head" figure);
 - `finetuned`: MiniLM fine-tuned on the labels and the seeds (a masked, class-balanced binary
   cross-entropy per theme through a linear layer on the normalised sentence embedding, all layers
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from label_curve import Curve, weighted_ap  # noqa: E402
 from quality_ceiling import THEMES, Bench  # noqa: E402
 
-from selector.config import load_config  # noqa: E402
-from selector.embed import resolve_model  # noqa: E402
-from selector.text import embedding_input  # noqa: E402
+from selector.core.config import load_config
+from selector.score.embed import resolve_model
+from selector.score.text import embedding_input
 
 
 def finetune(
@@ -61,7 +61,8 @@ def finetune(
     neg = ((y == 0) & known).sum(0).clamp(min=1)
     pos_weight = (neg / pos).clamp(1.0, 50.0)
     opt = torch.optim.AdamW(
-        [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": 1e-2}], weight_decay=0.01
+        [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": 1e-2}],
+        weight_decay=0.01,
     )
     steps = epochs * math.ceil(len(texts) / batch)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -101,7 +102,10 @@ def encode(model: Any, texts: list[str], max_tokens: int) -> np.ndarray:
 
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         e = model.encode(
-            embedding_input(texts, max_tokens), batch_size=32, convert_to_numpy=True, normalize_embeddings=True
+            embedding_input(texts, max_tokens),
+            batch_size=32,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
         )
     e = np.asarray(e, dtype=np.float32)
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
@@ -184,7 +188,9 @@ def main() -> None:
         row["finetuned"] = aps(b.teacher(human=human))
         log(f"fold {test_fold}: {json.dumps(row)}")
         results["folds"][test_fold] = row
-        (out / f"finetune-b{args.budget}-e{args.epochs}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / f"finetune-b{args.budget}-e{args.epochs}.json").write_text(
+            json.dumps(results, indent=2) + "\n"
+        )
     folds = list(results["folds"].values())
     for k in ("frozen", "finetuned", "finetuned-direct"):
         results[k] = {t: round(float(np.mean([f[k][t] for f in folds])), 3) for t in THEMES}

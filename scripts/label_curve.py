@@ -1,5 +1,5 @@
 """The label-efficiency curve behind docs/labelling.md: how much each labelling budget lifts the classifier,
-for selector's strategy (selector/sampling.py) against random sampling and against the top of the ranking.
+for selector's strategy (selector/label/sampling.py) against random sampling and against the top of the ranking.
 
 Simulated annotation on the development set (../shared/corpus): the development labels answer for the
 annotator (haystack documents "off", unlabelled ones such as the Aesop fables "unsure"). Measured **by
@@ -11,7 +11,7 @@ the folds swap and the two figures are averaged.
 The first ranking is the real cascade of `--classifier` (a classifier `selector train` fitted on the
 development corpus from the seeds alone): its fastText scores for every document and its head on the
 cached embeddings of the documents its gates pass. After labelling, the teacher is refitted by the
-training code itself (`selector.train.fit_teacher`, through quality_ceiling.Bench) on the training sample
+training code itself (`selector.train.run.fit_teacher`, through quality_ceiling.Bench) on the training sample
 plus the labelled documents, and its head scores every document ("head" figures: the embedding stage on
 every document). `--rounds R` spends each budget in R rounds, re-planning from the refitted head.
 
@@ -37,12 +37,12 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 from quality_ceiling import PARTS, THEMES, Bench  # noqa: E402
 
-from selector.classifier import Classifier  # noqa: E402
-from selector.config import load_config  # noqa: E402
-from selector.keys import seeded_key  # noqa: E402
-from selector.read import discover_shards, read_shard  # noqa: E402
-from selector.sampling import SampleConfig, plan_labels  # noqa: E402
-from selector.text import fasttext_input  # noqa: E402
+from selector.core.config import load_config
+from selector.core.keys import seeded_key
+from selector.label.sampling import SampleConfig, plan_labels
+from selector.read.formats import discover_shards, read_shard
+from selector.score.classifier import Classifier
+from selector.score.text import fasttext_input
 
 
 def weighted_ap(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray) -> float:
@@ -217,8 +217,8 @@ class CachedEmbedder:
 def train_r0(b: Bench, corpus: Path, out: Path) -> None:
     """`selector train` on the development corpus from the seeds alone (as `scripts/eval_quality.py` trains
     it), with the sample's embeddings served from the cache instead of computed a second time."""
-    import selector.train as tr
-    from selector.embed import make_embedder
+    from selector.score.embed import make_embedder
+    from selector.train import run as tr
 
     texts: list[str] = [""] * len(b.ids)
     for sh in discover_shards([str(corpus / p) for p in PARTS]):

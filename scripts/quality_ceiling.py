@@ -1,7 +1,7 @@
 """How far can the embedding stage go on the development set? Experiments behind docs/quality.md's
 "Where the ceiling is", on embeddings of every development document computed once and cached.
 
-Each experiment uses the real training code (`selector.train.fit_teacher`) where it trains a teacher:
+Each experiment uses the real training code (`selector.train.run.fit_teacher`) where it trains a teacher:
 
 - `teacher`: the head `selector train` fits from the seeds alone (on the same 20,000-document sample),
   scored on every document; then the variants of its settings listed in `VARIANTS`.
@@ -49,14 +49,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from selector.config import Config, load_config
-from selector.embed import Embedder, make_embedder
-from selector.evaluate import read_labels
-from selector.head import fit_logistic, predict_logistic
-from selector.metrics import average_precision
-from selector.read import discover_shards, read_shard
-from selector.seeds import Seed, load_seeds
-from selector.train import (
+from selector.audit.evaluation import read_labels
+from selector.core.config import Config, load_config
+from selector.core.metrics import average_precision
+from selector.read.formats import discover_shards, read_shard
+from selector.score.embed import Embedder, make_embedder
+from selector.score.head import fit_logistic, predict_logistic
+from selector.train.run import (
     NEAR_MISS_WEIGHT,
     fit_teacher,
     pseudo_positive_count,
@@ -64,6 +63,7 @@ from selector.train import (
     seed_index,
     seed_ranking,
 )
+from selector.train.seeds import Seed, load_seeds
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 PARTS = ("haystack", "themes", "hardneg")
@@ -286,8 +286,8 @@ def exp_audit_loop(b: Bench, n_labels: int) -> dict[str, Any]:
 
 
 def exp_windows(b: Bench, cascade: Path, classifier: Path, corpus: Path, k_max: int) -> dict[str, Any]:
-    from selector.classifier import Classifier
-    from selector.score import read_scores
+    from selector.score.classifier import Classifier
+    from selector.score.run import read_scores
 
     clf = Classifier.load(classifier)
     sc = read_scores(cascade)
@@ -362,8 +362,8 @@ def exp_windows(b: Bench, cascade: Path, classifier: Path, corpus: Path, k_max: 
 
 
 def exp_gates(b: Bench, cascade: Path, embed_all: Path, classifier: Path) -> dict[str, Any]:
-    from selector.classifier import Classifier
-    from selector.score import read_scores
+    from selector.score.classifier import Classifier
+    from selector.score.run import read_scores
 
     gates = Classifier.load(classifier).gates
     w = b.cfg.cascade.embedding_weight
@@ -395,7 +395,7 @@ def exp_gates(b: Bench, cascade: Path, embed_all: Path, classifier: Path) -> dic
 
 
 def exp_weights(b: Bench, cascade: Path, embed_all: Path) -> dict[str, Any]:
-    from selector.score import read_scores
+    from selector.score.run import read_scores
 
     res: dict[str, Any] = {}
     for name, path in (("cascade", cascade), ("every document", embed_all)):

@@ -20,10 +20,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from selector.config import load_config
-from selector.keys import seeded_key
-from selector.paths import demo_corpus_dir
-from selector.train import train
+from selector.core.config import load_config
+from selector.core.keys import seeded_key
+from selector.core.paths import demo_corpus_dir
+from selector.train.run import train
 
 # Files whose text itself is openly licensed (public domain, CC0, CC BY, CC BY-SA, MIT, Apache-2.0).
 # Left out on purpose: research-use-only sources (newsgroups, Reuters, IMDb, BBC, Stampy) and pages whose

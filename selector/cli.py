@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import load_config
-from .errors import SelectorError
-from .paths import default_classifier_dir, default_config_path, demo_config_path, demo_corpus_dir
+from selector import __version__
+from selector.core.config import load_config
+from selector.core.errors import SelectorError
+from selector.core.paths import default_classifier_dir, default_config_path, demo_config_path, demo_corpus_dir
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -168,7 +168,7 @@ def _apply(options: list[Callable[..., Any]]) -> Callable[..., Any]:
 
 
 def label_files_option(dest: str, help: str) -> Callable[..., Any]:
-    """A repeatable `--labels FILE` (labels CSVs, merged by selector.labels.read_label_files)."""
+    """A repeatable `--labels FILE` (labels CSVs, merged by selector.core.labels.read_label_files)."""
     return click.option(
         "--labels", dest, type=click.Path(dir_okay=False, exists=True), multiple=True, help=help
     )
@@ -361,7 +361,7 @@ def _with_select_options(
 
 def _scores_config(scores_dir: str, cfg: Any, progress: Callable[[str], None]) -> Any:
     """Without --config, select with the config the scores were made with (recorded beside them)."""
-    from .config import config_from_resolved
+    from selector.core.config import config_from_resolved
 
     d = Path(scores_dir)
     meta = (d / "scores" / "_inputs.json") if (d / "scores").is_dir() else d / "_inputs.json"
@@ -382,9 +382,9 @@ def _select(
     progress: Callable[[str], None],
     labels: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    from .labels import read_label_files
-    from .select import select as run_select
-    from .select import summary_lines
+    from selector.core.labels import read_label_files
+    from selector.select.build import select as run_select
+    from selector.select.build import summary_lines
 
     label_set = read_label_files(list(labels), cfg.theme_names) if labels else None
     m = run_select(scores_dir, out_dir, cfg, force=force, progress=progress, labels=label_set)
@@ -449,7 +449,7 @@ def train(
       selector train dumps/cc-2024-*.jsonl.gz --out classifiers/cc2024 --labels audit/labels.csv
       selector train dumps/ --out classifiers/r1 --labels labels/llm-r1.csv --labels audit/labels.csv
     """
-    from .train import train as run_train
+    from selector.train.run import train as run_train
 
     cfg = _with_sample_size(cfg, sample_size)
     card = run_train(list(inputs), cfg, out_dir, labels_path=list(labels_path), progress=progress)
@@ -473,7 +473,7 @@ def _score(
     execution: dict[str, Any],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    from .score import score as run_score
+    from selector.score.run import score as run_score
 
     if gate is not None:
         cfg = cfg.replace("cascade", gate=gate)
@@ -529,7 +529,7 @@ def _execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
         given = [name for name, v in ray_only.items() if v is not None]
         ray = None
         if executor == "ray":
-            from .executors import RayOptions, import_ray
+            from selector.score.executors import RayOptions, import_ray
 
             try:
                 import_ray()  # before any work (`run` would otherwise train first, then fail)
@@ -682,9 +682,9 @@ def run(
       selector run --out runs/demo
       selector run --input dumps/ --out runs/cc --workers 2
     """
-    from .select import check_manifest_out
-    from .train import is_current
-    from .train import train as run_train
+    from selector.select.build import check_manifest_out
+    from selector.train.run import is_current
+    from selector.train.run import train as run_train
 
     check_manifest_out(out_dir)  # before training and scoring, not after them
     ins = list(inputs) or [str(demo_corpus_dir())]
@@ -813,7 +813,7 @@ def export(
       selector export runs/demo/manifest --format megatron --out runs/demo/megatron_data_path.txt
       selector export runs/demo/manifest --format dolma --out runs/demo/dolma
     """
-    from .export import export as run_export
+    from selector.export.trainers import export as run_export
 
     summary = run_export(manifest, fmt, out, data_root=data_root, base_path=base_path, seq_len=seq_len)
     for w in summary["warnings"]:
@@ -849,7 +849,7 @@ def materialize(
     Example:
       selector materialize runs/demo/manifest --out runs/demo/materialized
     """
-    from .materialize import materialize as run_materialize
+    from selector.export.documents import materialize as run_materialize
 
     progress = _setup(silent)
     _emit(
@@ -920,9 +920,9 @@ def audit(
       selector audit runs/demo/manifest --out runs/demo/audit --labels ~/Downloads/labels.csv
       selector audit runs/cc/manifest --out runs/cc/audit --labels labels/r1.csv --plan labels/r1.plan.parquet
     """
-    from .audit import audit as run_audit
-    from .audit import plan_report, precision_report
-    from .audit_page import render_page
+    from selector.audit.page import render_page
+    from selector.audit.report import audit as run_audit
+    from selector.audit.report import plan_report, precision_report
 
     progress = _setup(silent)
     if labels_path is None:
@@ -1086,8 +1086,8 @@ def annotate(
       OPENAI_API_KEY=... selector annotate dumps/ --endpoint https://api.openai.com/v1 --model gpt-4o-mini \\
         --budget 200 --out labels/gpt.csv --concurrency 8
     """
-    from .annotate import AnnotateOptions, annotate_inputs
-    from .sampling import annotate_scores
+    from selector.label.annotate import AnnotateOptions, annotate_inputs
+    from selector.label.sampling import annotate_scores
 
     if bool(inputs) == bool(scores_dir):
         raise click.UsageError(
@@ -1178,8 +1178,8 @@ def eval_cmd(
     """
     import polars as pl
 
-    from .evaluate import evaluate, label_files, read_labels, table_lines
-    from .score import read_scores
+    from selector.audit.evaluation import evaluate, label_files, read_labels, table_lines
+    from selector.score.run import read_scores
 
     scores = read_scores(scores_dir)
     themes = [c[len("score_") :] for c in scores.columns if c.startswith("score_")]

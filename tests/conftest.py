@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from selector.config import Config, load_config
+from selector.core.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "corpus"

@@ -27,7 +27,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from selector.annotate import (
+from selector.cli import cli
+from selector.core.config import load_config
+from selector.core.errors import AnnotateError, ConfigError, InputError
+from selector.core.labels import UNNAMED_REVIEWER, read_label_csv, read_label_files
+from selector.label.annotate import (
     AnnotateOptions,
     annotate_documents,
     answer_schema,
@@ -37,10 +41,6 @@ from selector.annotate import (
     parse_answer,
     rubric_hash,
 )
-from selector.cli import cli
-from selector.config import load_config
-from selector.errors import AnnotateError, ConfigError, InputError
-from selector.labels import UNNAMED_REVIEWER, read_label_csv, read_label_files
 
 from .conftest import REPO, write_jsonl
 
@@ -828,7 +828,7 @@ def test_human_labels_beat_llm_labels_whatever_the_file_order(tmp_path):
 def test_a_classifier_card_records_every_label_source(tmp_path, cfg):
     """`selector train --labels` with the annotator's rows and a person's: the person's label wins for the
     pair both labelled, and the card counts the labels it used by source."""
-    from selector.train import train
+    from selector.train.run import train
 
     docs = [{"id": f"h{i}", "text": "honesty truth admit mistakes lying trust " * 5} for i in range(5)]
     docs += [

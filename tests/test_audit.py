@@ -8,14 +8,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selector.audit import audit, passages, precision_report, wilson_interval
-from selector.errors import SelectorError
-from selector.labels import read_label_csv
-from selector.paths import demo_corpus_dir
-from selector.score import score
-from selector.select import select
-from selector.train import train
-from selector.urls import domain_of
+from selector.audit.report import audit, passages, precision_report, wilson_interval
+from selector.core.errors import SelectorError
+from selector.core.labels import read_label_csv
+from selector.core.paths import demo_corpus_dir
+from selector.score.run import score
+from selector.score.urls import domain_of
+from selector.select.build import select
+from selector.train.run import train
 
 from .conftest import quick_config
 
@@ -171,7 +171,7 @@ def test_precision_report_hand_computed(tmp_path):
 
 
 def test_precision_report_needs_an_audit(tmp_path):
-    from selector.errors import SelectorError
+    from selector.core.errors import SelectorError
 
     (tmp_path / "labels.csv").write_text("doc_id,theme,label\n")
     with pytest.raises(SelectorError, match=r"holds no audit .* Run `selector audit MANIFEST --out"):
@@ -219,7 +219,7 @@ def test_labels_exported_from_the_page_round_trip(demo_manifest, tmp_path):
 
 
 def test_weighted_precision_corrects_the_domain_round_robin():
-    from selector.audit import _weighted_prec
+    from selector.audit.report import _weighted_prec
 
     # a bucket of 11 documents: 9 from one site (one drawn, weight 9) and 2 singletons (weight 1 each)
     r = _weighted_prec([True, False, False], [9.0, 1.0, 1.0])

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from selector.audit_page import CHROMIUM, CSV_HEADER, embed_json, fmt_count, nice_ticks, render_page
-from selector.audit_page import CHROMIUM_ARGS as LAUNCH_ARGS
-from selector.errors import SelectorError
+from selector.audit.page import CHROMIUM, CSV_HEADER, embed_json, fmt_count, nice_ticks, render_page
+from selector.audit.page import CHROMIUM_ARGS as LAUNCH_ARGS
+from selector.core.errors import SelectorError
 
 NASTY = "Ein Satz über Ehrlichkeit — 正直 🙂 </script><b>x</b> <!-- & \u2028 end"
 LONG = " ".join(f"Sentence {i} says that cooperation between neighbours builds trust." for i in range(120))
@@ -212,7 +212,7 @@ def test_numpy_and_nan_become_json() -> None:
     data["documents"][0]["scores"]["honesty"] = np.float32(0.5)
     data["documents"][0]["ft"]["honesty"] = float("nan")
     data["documents"][0]["row"] = np.int64(3)
-    from selector.audit_page import build_html, _validate  # noqa: I001
+    from selector.audit.page import _validate, build_html
 
     blob = json.loads(_blob(build_html(_validate(data))))
     assert blob["documents"][0]["scores"]["honesty"] == 0.5

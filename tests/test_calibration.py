@@ -7,11 +7,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from selector import score as score_mod
 from selector.cli import cli
-from selector.config import load_config
-from selector.paths import default_classifier_dir
-from selector.score import calibration_warning
+from selector.core.config import load_config
+from selector.core.paths import default_classifier_dir
+from selector.score import run as score_mod
+from selector.score.run import calibration_warning
 
 from .conftest import write_jsonl
 

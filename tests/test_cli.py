@@ -73,8 +73,8 @@ def test_bad_config_value_exits_naming_the_key(tmp_path):
 
 
 def test_eval_command_reports_average_precision(tmp_path, cfg):
-    from selector.score import score
-    from selector.train import train
+    from selector.score.run import score
+    from selector.train.run import train
 
     docs = [{"id": f"h{i}", "text": "honesty truth admit mistakes lying trust " * 5} for i in range(5)]
     docs += [
@@ -125,7 +125,7 @@ def test_bad_input_fails_before_any_output_is_written(tmp_path):
 
 
 def test_labels_accept_a_directory_and_a_glob(tmp_path):
-    from selector.evaluate import label_files
+    from selector.audit.evaluation import label_files
 
     write_jsonl(tmp_path / "x.jsonl", [{"id": "a", "meta": {"themes": []}}])
     (tmp_path / "y.csv").write_text("doc_id,theme,label\na,honesty,on_theme\n")
@@ -135,8 +135,8 @@ def test_labels_accept_a_directory_and_a_glob(tmp_path):
 
 def test_labels_from_several_files_are_merged_per_theme(tmp_path, cfg):
     """Regression: a document labelled for honesty in one file and cooperation in another lost one label."""
-    from selector.score import score
-    from selector.train import train
+    from selector.score.run import score
+    from selector.train.run import train
 
     docs = [
         {"id": f"d{i}", "text": f"neighbours share tools and trust each other {i} " * 4} for i in range(12)

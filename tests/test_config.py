@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from selector.config import config_from_dict, load_config
-from selector.errors import ConfigError
+from selector.core.config import config_from_dict, load_config
+from selector.core.errors import ConfigError
 
 from .conftest import REPO
 
@@ -76,7 +76,7 @@ def test_extends_overrides_only_the_keys_it_sets(tmp_path):
 
 
 def test_demo_config_extends_the_default():
-    from selector.paths import demo_config_path
+    from selector.core.paths import demo_config_path
 
     demo, base = load_config(demo_config_path()), load_config()
     assert demo.train.pseudo_positive_fraction > base.train.pseudo_positive_fraction

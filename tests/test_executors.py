@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from selector.cli import cli
-from selector.config import load_config
-from selector.paths import demo_corpus_dir
-from selector.score import read_scores, score
-from selector.select import select
-from selector.train import train
+from selector.core.config import load_config
+from selector.core.paths import demo_corpus_dir
+from selector.score.run import read_scores, score
+from selector.select.build import select
+from selector.train.run import train
 
 from .conftest import REPO, quick_config
 
@@ -122,7 +122,7 @@ def _manifest(scores_dir: Path, out: Path) -> tuple[dict, pl.DataFrame]:
 
 
 def test_ray_gives_the_same_scores_and_manifest_as_local(shards, clf, ray_address, tmp_path):
-    from selector.executors import RayOptions
+    from selector.score.executors import RayOptions
 
     cfg, quiet = _cfg(), (lambda m: None)
     local = score([shards], tmp_path / "local", clf, cfg, progress=quiet)
@@ -285,10 +285,10 @@ def test_failing_shard_on_ray_is_retried_and_reported(shards, clf, ray_address, 
 def test_ray_worker_that_cannot_start_stops_the_run_with_the_cause(shards, clf, ray_address, tmp_path):
     """A worker whose classifier is not where the driver's is (no shared storage) would fail every
     replacement the same way: the run stops with the worker's error instead of retrying each shard."""
-    from selector import executors
-    from selector.errors import SelectorError
-    from selector.read import discover_shards
-    from selector.score import ShardScorer, Task
+    from selector.core.errors import SelectorError
+    from selector.read.formats import discover_shards
+    from selector.score import executors
+    from selector.score.cascade import ShardScorer, Task
 
     cfg = _cfg()
     tasks = [Task(i, sh, str(tmp_path), {}) for i, sh in enumerate(discover_shards([shards]))]
@@ -297,7 +297,7 @@ def test_ray_worker_that_cannot_start_stops_the_run_with_the_cause(shards, clf, 
     with pytest.raises(SelectorError) as e:
         executors.run_ray(tasks, tracker, cfg, str(missing), ShardScorer(cfg, clf), 2, executors.RayOptions())
     assert str(e.value).startswith(
-        f"a Ray worker could not start: selector.errors.ClassifierError: no classifier at {missing} "
+        f"a Ray worker could not start: selector.core.errors.ClassifierError: no classifier at {missing} "
     )
     assert "at the same paths on all of them (shared storage)" in str(e.value)
     assert tracker.attempts == {} and not list(tmp_path.glob("part-*"))
@@ -397,9 +397,9 @@ def test_an_interrupted_run_stops_its_workers_says_what_was_kept_and_reruns(
 def test_progress_before_the_first_batch_says_why_nothing_is_counted():
     """Bug: with 2 workers the heartbeat read `0 documents scored, 0 docs/s` for minutes, since parts report
     per batch (read.batch_size, 5,000 documents), not every 10 s as the README said."""
-    from selector.executors import Tracker
-    from selector.read import Shard
-    from selector.score import Task
+    from selector.read.formats import Shard
+    from selector.score.cascade import Task
+    from selector.score.executors import Tracker
 
     tasks = [Task(i, Shard(f"/d/{i}.jsonl", f"{i}.jsonl", "jsonl"), "/o", {}) for i in range(2)]
     lines: list[str] = []

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from selector.errors import ExportError, SelectorError
-from selector.export import FORMATS, export, megatron_sidecar, verify_export
-from selector.score import output_schema
+from selector.core.errors import ExportError, SelectorError
+from selector.export.trainers import FORMATS, export, megatron_sidecar, verify_export
+from selector.score.cascade import output_schema
 
 THEMES = ["honesty", "corrigibility", "harmlessness"]
 TOTAL = 1_024_000  # 500 sequences of 2048 tokens

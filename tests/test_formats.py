@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selector.config import ReadConfig
-from selector.organic import GENERATED_PATTERNS, generated_pattern_expr
-from selector.read import ShardCounts, discover_shards, read_shard
+from selector.core.config import ReadConfig
+from selector.read.formats import ShardCounts, discover_shards, read_shard
+from selector.score.organic import GENERATED_PATTERNS, generated_pattern_expr
 
 from .conftest import SHARED, needs_shared
 
@@ -220,7 +220,7 @@ def test_remote_uris_through_fsspec(tmp_path):
 
 
 def test_an_unknown_scheme_names_what_to_install():
-    from selector.errors import InputError
+    from selector.core.errors import InputError
 
     with pytest.raises(InputError, match=r"cannot open s3://bucket/x.jsonl.*pip install s3fs"):
         discover_shards(["s3://bucket/x.jsonl"])

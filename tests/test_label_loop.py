@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from selector.cli import cli
-from selector.paths import demo_corpus_dir
-from selector.score import score
-from selector.train import train
+from selector.core.paths import demo_corpus_dir
+from selector.score.run import score
+from selector.train.run import train
 
 from .conftest import REPO, quick_config
 

@@ -7,11 +7,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from selector.config import Config
-from selector.errors import InputError
-from selector.labels import read_label_files
-from selector.select import select
-from selector.train import Teacher, fit_teacher
+from selector.core.config import Config
+from selector.core.errors import InputError
+from selector.core.labels import read_label_files
+from selector.select.build import select
+from selector.train.run import Teacher, fit_teacher
 from tests.test_select import THEMES, background, docs, make_scores, sel_cfg
 
 
@@ -98,8 +98,8 @@ def test_select_labels_exclude_a_stance_theme(cfg: Config, tmp_path):
 
 
 def _teacher(cfg: Config, human: dict[str, dict[int, int]]) -> Teacher:
-    from selector.seeds import Seed
-    from selector.train import seed_index
+    from selector.train.run import seed_index
+    from selector.train.seeds import Seed
 
     rng = np.random.default_rng(0)
     n, d = 400, 16
@@ -138,8 +138,8 @@ def test_distillation_labels_more_documents_embedding_only_the_students_top(tmp_
     """The student learns the head's judgement on `train.distill_size` further documents, of which only the
     first student's top `distill_embed_fraction` per theme are embedded; the rest are its negatives. The
     card says what was done and only the second student is kept."""
-    from selector.paths import demo_corpus_dir
-    from selector.train import train
+    from selector.core.paths import demo_corpus_dir
+    from selector.train.run import train
     from tests.conftest import quick_config
 
     cfg = quick_config().replace("train", sample_size=150, distill_size=150, distill_embed_fraction=0.2)

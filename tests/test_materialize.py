@@ -13,11 +13,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import selector.materialize as mat
-from selector.config import ReadConfig
-from selector.errors import ManifestError
-from selector.materialize import copy_key, materialize
-from selector.read import discover_shards, read_shard
+from selector.core.config import ReadConfig
+from selector.core.errors import ManifestError
+from selector.export import documents as mat
+from selector.export.documents import copy_key, materialize
+from selector.read.formats import discover_shards, read_shard
 
 THEMES = ["honesty", "cooperation"]
 WORDS = [

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selector.head import fit_logistic, predict_logistic
-from selector.metrics import average_precision, precision_recall_at, recall_at_budget
+from selector.core.metrics import average_precision, precision_recall_at, recall_at_budget
+from selector.score.head import fit_logistic, predict_logistic
 
 
 def test_average_precision_hand_computed():

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from selector.cli import cli
-from selector.errors import ExportError, ManifestError
-from selector.export import export
-from selector.select import select
+from selector.core.errors import ExportError, ManifestError
+from selector.export.trainers import export
+from selector.select.build import select
 
 from .test_export import make_run
 from .test_select import background, docs, make_scores, sel_cfg

@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selector.classifier import Classifier
-from selector.labels import read_label_csv
-from selector.paths import demo_corpus_dir
-from selector.score import read_scores, score
-from selector.train import train
+from selector.core.labels import read_label_csv
+from selector.core.paths import demo_corpus_dir
+from selector.score.classifier import Classifier
+from selector.score.run import read_scores, score
+from selector.train.run import train
 
 from .conftest import quick_config
 
@@ -131,7 +131,7 @@ def test_a_weight_other_than_the_calibrated_one_is_warned_about(trained, demo_in
     inputs = json.loads((tmp_path / "other" / "scores" / "_inputs.json").read_text())
     assert inputs["calibrated_embedding_weight"] == cfg.cascade.embedding_weight
     # select applies the thresholds: the manifest says they were fitted to other scores ...
-    from selector.select import select
+    from selector.select.build import select
 
     m = select(tmp_path / "other", tmp_path / "other", cfg, progress=lambda m: None)
     assert [w for w in m["selection"]["warnings"] if "were calibrated on scores made with" in w]
@@ -145,7 +145,7 @@ def test_a_weight_other_than_the_calibrated_one_is_warned_about(trained, demo_in
 
 
 def test_a_card_without_the_weight_was_calibrated_at_the_old_default():
-    from selector.score import LEGACY_EMBEDDING_WEIGHT, calibrated_weight
+    from selector.score.cascade import LEGACY_EMBEDDING_WEIGHT, calibrated_weight
 
     assert calibrated_weight({"thresholds": {"honesty": 0.2}}) == LEGACY_EMBEDDING_WEIGHT == 0.9
     assert calibrated_weight({"thresholds": {"honesty": 0.2}, "cascade": {"embedding_weight": 0.7}}) == 0.7
@@ -182,7 +182,7 @@ def test_human_labels_reach_the_card(demo_inputs, cfg, tmp_path):
 
 
 def test_is_current_tracks_inputs_settings_and_seeds(trained, demo_inputs, cfg, tmp_path):
-    from selector.train import is_current
+    from selector.train.run import is_current
 
     clf, _ = trained
     assert is_current(clf, [demo_inputs], cfg, None)
@@ -244,8 +244,8 @@ def test_score_select_export_materialize_from_the_command_line(trained, demo_inp
 
 
 def test_warc_provenance_flows_into_scores_manifest_and_materialized_rows(trained, cfg, tmp_path):
-    from selector.materialize import materialize
-    from selector.select import select
+    from selector.export.documents import materialize
+    from selector.select.build import select
 
     from .test_formats import write_warc
 
@@ -274,8 +274,8 @@ def test_warc_provenance_flows_into_scores_manifest_and_materialized_rows(traine
 def test_a_remote_dump_scores_selects_and_materializes(trained, demo_inputs, cfg, tmp_path):
     """The same readers behind a URI: the demo in an fsspec in-memory filesystem."""
     fsspec = pytest.importorskip("fsspec")
-    from selector.materialize import materialize
-    from selector.select import select
+    from selector.export.documents import materialize
+    from selector.select.build import select
 
     clf, _ = trained
     mem = fsspec.filesystem("memory")

@@ -6,9 +6,9 @@ import json
 import polars as pl
 import pytest
 
-from selector.config import ReadConfig
-from selector.errors import InputError
-from selector.read import ShardCounts, discover_shards, read_shard
+from selector.core.config import ReadConfig
+from selector.core.errors import InputError
+from selector.read.formats import ShardCounts, discover_shards, read_shard
 
 from .conftest import write_jsonl
 
@@ -225,7 +225,7 @@ def test_score_cli_names_the_missing_id_column_before_writing_anything(tmp_path)
 def test_a_metadata_json_in_a_directory_is_skipped_and_counted(tmp_path):
     """Bug: a directory holding `sub/info.json` (`{"dataset": "cc", "version": 3}`) aborted the run with
     `column "text" not found in .../info.json. Available: dataset, version. Use --text-column dataset.`"""
-    from selector.read import check_shard
+    from selector.read.formats import check_shard
 
     write_jsonl(tmp_path / "docs.jsonl", DOCS[:2])
     (tmp_path / "sub").mkdir()

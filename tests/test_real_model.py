@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from selector.audit.evaluation import evaluate, read_labels
 from selector.cli import cli
-from selector.config import EmbeddingConfig, load_config
-from selector.embed import Embedder
-from selector.evaluate import evaluate, read_labels
-from selector.paths import default_classifier_dir, demo_corpus_dir
-from selector.score import read_scores, score
+from selector.core.config import EmbeddingConfig, load_config
+from selector.core.paths import default_classifier_dir, demo_corpus_dir
+from selector.score.embed import Embedder
+from selector.score.run import read_scores, score
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The labelling plan (selector/sampling.py): fixed size, strata, clusters, certainty for known labels, and
+"""The labelling plan (selector/label/sampling.py): fixed size, strata, clusters, certainty for known labels, and
 an estimator that is unbiased over repeated draws."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from selector.errors import SelectorError
-from selector.sampling import SampleConfig, estimate, plan_hash, plan_labels
+from selector.core.errors import SelectorError
+from selector.label.sampling import SampleConfig, estimate, plan_hash, plan_labels
 
 THR = {"a": 0.6, "b": 0.5}
 

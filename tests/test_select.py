@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from selector.cli import parse_tokens
-from selector.config import Config
-from selector.errors import ManifestError
-from selector.manifest import load_manifest
-from selector.select import expected_repeats, select, whole_copies
+from selector.core.config import Config
+from selector.core.errors import ManifestError
+from selector.select.build import expected_repeats, select, whole_copies
+from selector.select.manifest import load_manifest
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 
@@ -395,7 +395,7 @@ PARAGRAPH = (
 
 
 def test_minhash_estimates_jaccard():
-    from selector.select import _shingles, minhash_signature
+    from selector.select.dedup import _shingles, minhash_signature
 
     a, b = PARAGRAPH, PARAGRAPH.replace("borrowed van", "rented van")
     exact = len(set(_shingles(a)) & set(_shingles(b))) / len(set(_shingles(a)) | set(_shingles(b)))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from selector.config import ReadConfig
-from selector.read import ShardCounts, discover_shards, read_shard
+from selector.core.config import ReadConfig
+from selector.read.formats import ShardCounts, discover_shards, read_shard
 
 from .conftest import SHARED, needs_shared
 

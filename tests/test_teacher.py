@@ -1,4 +1,4 @@
-"""The teacher (selector.train.fit_teacher) on hand-built embeddings: where its pseudo positives come from,
+"""The teacher (selector.train.run.fit_teacher) on hand-built embeddings: where its pseudo positives come from,
 what human labels change, and what the student gets beyond the strict labels."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import dataclasses
 
 import numpy as np
 
-from selector.config import TrainConfig
-from selector.head import predict_logistic
-from selector.seeds import Seed
-from selector.train import fit_teacher, seed_index
+from selector.core.config import TrainConfig
+from selector.score.head import predict_logistic
+from selector.train.run import fit_teacher, seed_index
+from selector.train.seeds import Seed
 
 DIM = 8
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from selector.export import export as run_export
-from selector.export import rounding_error
-from selector.materialize import materialize
+from selector.export.documents import materialize
+from selector.export.trainers import export as run_export
+from selector.export.trainers import rounding_error
 from tests.test_export import make_run
 
 ROOT = Path(__file__).resolve().parent.parent

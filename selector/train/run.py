@@ -35,27 +35,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import __version__
-from .classifier import (
-    CARD,
-    HEAD,
-    NONE_LABEL,
-    classifier_fingerprint,
-    fasttext_probs,
-    file_sha256,
-    load_fasttext,
-)
-from .config import Config, TrainConfig
-from .embed import SeedIndex, make_embedder
-from .errors import InputError, SelectorError
-from .head import fit_logistic, predict_logistic
-from .keys import seeded_key
-from .labels import LabelSet, read_label_files
-from .metrics import average_precision, best_f1_threshold, precision_recall_at
-from .paths import make_temp_dir, replace_dir
-from .read import Shard, ShardCounts, check_shard, discover_shards, read_shard
-from .seeds import Seed, load_seeds, seed_hashes
-from .text import fasttext_input
+from selector import __version__
+from selector.core.config import Config, TrainConfig
+from selector.core.errors import InputError, SelectorError
+from selector.core.fasttext import file_sha256, load_fasttext
+from selector.core.keys import seeded_key
+from selector.core.labels import LabelSet, read_label_files
+from selector.core.metrics import average_precision, best_f1_threshold, precision_recall_at
+from selector.core.paths import make_temp_dir, replace_dir
+from selector.read.formats import Shard, ShardCounts, check_shard, discover_shards, read_shard
+from selector.score.classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs
+from selector.score.embed import SeedIndex, make_embedder
+from selector.score.head import fit_logistic, predict_logistic
+from selector.score.text import fasttext_input
+from selector.train.seeds import Seed, load_seeds, seed_hashes
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +166,7 @@ def _write_fasttext_file(
 
 
 def _train_fasttext(path: Path, cfg: Config, loss: str, out_bin: Path, out_ftz: Path | None) -> None:
-    """Train in a fresh process (see selector/_fasttext_worker.py for why); writes `out_bin` and, when
+    """Train in a fresh process (see selector/train/fasttext_worker.py for why); writes `out_bin` and, when
     asked, the quantized `out_ftz`."""
     ft = cfg.fasttext
     job = {
@@ -194,7 +187,9 @@ def _train_fasttext(path: Path, cfg: Config, loss: str, out_bin: Path, out_ftz: 
         },
     }
     res = subprocess.run(
-        [sys.executable, "-m", "selector._fasttext_worker", json.dumps(job)], capture_output=True, text=True
+        [sys.executable, "-m", "selector.train.fasttext_worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
     )
     if res.returncode != 0:
         raise SelectorError(f"fastText training on {path} failed: {res.stderr.strip()[-2000:]}")

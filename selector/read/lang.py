@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from selector.core.errors import InputError
 
 LID_CHARS = 300  # lid.176 reads the first 300 characters, on one line: on 3,000 haystack documents it agrees
 # with reading 1,000 on 99.9% of them, at 2.5x the speed (40,000 vs 16,000 documents/s on one core)
@@ -33,7 +33,7 @@ def lid_model_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _model() -> Any:
-    from .classifier import load_fasttext
+    from selector.core.fasttext import load_fasttext
 
     return load_fasttext(lid_model_path())
 

@@ -15,7 +15,6 @@ after the counts are verified, so a killed run leaves nothing that looks finishe
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -24,7 +23,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,13 +31,14 @@ from typing import IO, Any
 import numpy as np
 import polars as pl
 
-from . import __version__
-from .classifier import file_sha256
-from .config import ReadConfig
-from .errors import ManifestError, SelectorError
-from .manifest import load_manifest
-from .paths import replace_dir
-from .read import Shard, read_shard, source_exists, stat_source
+from selector import __version__
+from selector.core.config import ReadConfig
+from selector.core.errors import ManifestError, SelectorError
+from selector.core.fasttext import file_sha256
+from selector.core.paths import replace_dir
+from selector.read.back import check_inputs, matched_rows, read_config
+from selector.read.formats import Shard
+from selector.select.manifest import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ FILE_FORMATS = {"jsonl.gz": ".jsonl.gz", "parquet": ".parquet"}
 ID_FORMAT = "{doc_id}#copy{copy}"
 COLUMNS = ("id", "doc_id", "copy", "theme", "source", "row", "url", "warc_record_id", "offset", "domain",
            "crawl_date", "payload_digest", "content_sha1", "score", "repeats", "text")  # fmt: skip
-RERUN = "Re-run `selector score` and `selector select` on the current inputs, then materialize again."
 
 # JSON keys and metadata of one output line, on top of its text (used to size the spill buckets)
 ROW_OVERHEAD_BYTES = 256
@@ -235,15 +234,6 @@ def _arrow_schema() -> Any:
     return pa.schema([(name, types[dtype]) for name, dtype in _output_schema().items()])
 
 
-def read_config(manifest: dict[str, Any], where: Path) -> ReadConfig:
-    """The reader settings the documents were scored with (`config.read`), so rows and ids line up."""
-    raw = manifest["config"].get("read")
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{where} lacks config.read. Run `selector select` again.")
-    names = {f.name for f in dataclasses.fields(ReadConfig)}
-    return ReadConfig(**{k: v for k, v in raw.items() if k in names})
-
-
 def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]) -> pl.DataFrame:
     """documents.parquet with `score` (the stream theme's score) and `uid`, the unique base of output ids."""
     name = (manifest.get("files") or {}).get("documents", "documents.parquet")
@@ -297,42 +287,6 @@ def _load_documents(mdir: Path, manifest: dict[str, Any], labels: dict[str, str]
     if docs["uid"].is_duplicated().any():
         raise ManifestError(f"{path}: document ids are not unique even with their shard and row added.")
     return docs
-
-
-def read_back(
-    inputs: list[dict[str, Any]], cfg: ReadConfig, needed: pl.DataFrame, where: Path
-) -> Iterator[pl.DataFrame]:
-    """The documents `needed` (`source, row, doc_id, n_chars` and any other columns) with their `text`, read
-    back shard by shard from the `inputs` they were scored from (each checked unchanged first), batch by
-    batch: what audit, deduplication and (through `matched_rows`) materialize read texts with."""
-    sources = sorted(needed["source"].unique().to_list())
-    shards = check_inputs({"inputs": inputs}, sources, where)
-    for src in sources:
-        want = needed.filter(pl.col("source") == src).drop("source").sort("row")
-        for hit in matched_rows(shards[src], cfg, want):
-            yield hit.with_columns(source=pl.lit(src))
-
-
-def check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> dict[str, Shard]:
-    """The shards holding selected documents, after checking each is the file that was scored."""
-    by_source = {str(i["source"]): i for i in manifest["inputs"]}
-    shards: dict[str, Shard] = {}
-    for src in sources:
-        entry = by_source[src]
-        if not source_exists(src):
-            raise ManifestError(f"input {src} (listed in {where}) no longer exists. {RERUN}")
-        size, stamp = stat_source(
-            src
-        )  # local: size and mtime in ns; remote (fsspec): size and the store's stamp
-        if "size" not in entry or "mtime_ns" not in entry:
-            raise ManifestError(f"{where} records no size and mtime_ns for {src}. {RERUN}")
-        if size != entry["size"] or stamp != entry["mtime_ns"]:
-            raise ManifestError(
-                f"input {src} changed since it was scored (size {entry['size']} -> {size}, mtime_ns "
-                f"{entry['mtime_ns']} -> {stamp}); the manifest no longer describes it. {RERUN}"
-            )
-        shards[src] = Shard(src, str(entry["label"]), str(entry["format"]))
-    return shards
 
 
 def _check_out_dir(out: Path) -> None:
@@ -395,41 +349,6 @@ def _copies(docs: pl.DataFrame, streams: dict[str, _Stream], seed: int, spill: _
         stream.tokens += n_tokens * repeats
         n_copies += repeats
     return docs.height, n_copies
-
-
-def matched_rows(shard: Shard, cfg: ReadConfig, needed: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    """The rows of `shard` listed in `needed` (`row, doc_id, n_chars` and any other columns), with their
-    `text`, batch by batch; checks each id and length, and that every needed row was found."""
-    wanted = needed.rename({"doc_id": "manifest_doc_id", "n_chars": "manifest_n_chars"})
-    found: set[int] = set()
-    last = int(wanted["row"].max())  # type: ignore[arg-type]
-    for batch in read_shard(shard, cfg):
-        hit = batch.select("row", "doc_id", "text").join(wanted, on="row", how="inner")
-        if hit.height:
-            bad = hit.filter(pl.col("doc_id") != pl.col("manifest_doc_id"))
-            if bad.height:
-                r = bad.row(0, named=True)
-                raise ManifestError(
-                    f"{shard.source} row {r['row']}: the manifest expects document {r['manifest_doc_id']!r} "
-                    f"but the shard holds {r['doc_id']!r} there. {RERUN}"
-                )
-            bad = hit.filter(pl.col("text").str.len_chars() != pl.col("manifest_n_chars"))
-            if bad.height:
-                r = bad.row(0, named=True)
-                raise ManifestError(
-                    f"{shard.source} row {r['row']}: document {r['doc_id']!r} has {len(r['text']):,} "
-                    f"characters, the manifest {r['manifest_n_chars']:,}. {RERUN}"
-                )
-            found.update(hit["row"].to_list())
-            yield hit.drop("manifest_doc_id").rename({"manifest_n_chars": "n_chars"})
-        if len(found) == wanted.height or (batch.height and int(batch["row"][-1]) >= last):  # type: ignore[arg-type]
-            break
-    if len(found) != wanted.height:
-        r = wanted.filter(~pl.col("row").is_in(sorted(found))).row(0, named=True)
-        raise ManifestError(
-            f"{shard.source} row {r['row']}: document {r['manifest_doc_id']!r} is not there (the row is "
-            f"missing, blank or unreadable now). {RERUN}"
-        )
 
 
 def _spill_shard(

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from .errors import SelectorError
-from .keys import seeded_key
+from selector.core.errors import SelectorError
+from selector.core.keys import seeded_key
 
 if TYPE_CHECKING:
-    from .annotate import AnnotateOptions
-    from .config import Config
-    from .select import ScoresInfo
+    from selector.core.config import Config
+    from selector.label.annotate import AnnotateOptions
+    from selector.select.scores import ScoresInfo
 
 STRATA = ("top", "threshold", "disagree")
 BACKGROUND = "background"
@@ -135,7 +135,7 @@ def clusters(
     if texts is not None and near_dup_threshold < 1 and len(rows):
         from datasketch.lsh import _optimal_param
 
-        from .select import MINHASH_PERMS, minhash_signature
+        from selector.select.dedup import MINHASH_PERMS, minhash_signature
 
         bands, width = _optimal_param(near_dup_threshold, MINHASH_PERMS, 0.5, 0.5)
         buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
@@ -401,7 +401,8 @@ def plan_from_scores(
 ) -> tuple[pl.DataFrame, dict[str, float], ScoresInfo]:
     """The labelling plan over a finished scores directory (thresholds as `select` resolves them from
     `cfg`); near duplicates are found by reading the ranked strata's texts back from the scored shards."""
-    from .select import _thresholds, load_scores_info
+    from selector.select.scores import load_scores_info
+    from selector.select.scores import stream_thresholds as _thresholds
 
     info = load_scores_info(scores_dir)
     themes = [t for t in cfg.theme_names if t in info.themes]
@@ -422,7 +423,7 @@ def plan_from_scores(
 def read_texts(info: ScoresInfo, cfg: Config, rows: pl.DataFrame) -> Iterator[pl.DataFrame]:
     """`rows` of a scores directory (source, row, doc_id, n_chars and any other columns) with their text,
     read back from the shards they were scored from (checked unchanged first)."""
-    from .materialize import read_back
+    from selector.read.back import read_back
 
     yield from read_back(info.inputs, cfg.read, rows, info.dir / "_inputs.json")
 
@@ -442,8 +443,8 @@ def annotate_scores(
     them with `selector annotate`'s client. Returns the annotation card, with the plan's summary."""
     import json
 
-    from .annotate import annotate_documents
-    from .labels import read_label_files
+    from selector.core.labels import read_label_files
+    from selector.label.annotate import annotate_documents
 
     known = (
         {d for d, _t in read_label_files(list(labels_paths), cfg.theme_names).labels}
@@ -474,7 +475,7 @@ def annotate_scores(
     strategy = (
         f"every document at or above a threshold ({new.height:,}) of {info.dir}"
         if candidates_only
-        else f"labelling plan over {population:,} scored documents of {info.dir} (selector/sampling.py: top, "
+        else f"labelling plan over {population:,} scored documents of {info.dir} (selector/label/sampling.py: top, "
         f"threshold, disagree strata per theme and a {sample_cfg.background:.0%} background; Pareto pips)"
     )
     progress(

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, EmbeddingConfig
-from .embed import make_embedder
-from .errors import ClassifierError, ConfigError, SelectorError
-from .score import ShardScorer, Task, part_name, score_shard
+from selector.core.config import Config, EmbeddingConfig
+from selector.core.errors import ClassifierError, ConfigError, SelectorError
+from selector.score.cascade import ShardScorer, Task, part_name, score_shard
+from selector.score.embed import make_embedder
 
 log = logging.getLogger(__name__)
 

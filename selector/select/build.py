@@ -17,14 +17,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import re
 import shutil
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,15 +31,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import __version__
-from .config import Config
-from .errors import ManifestError
-from .keys import seeded_key
-from .labels import UNNAMED_REVIEWER, LabelSet
-from .manifest import MANIFEST_DIR, MANIFEST_FORMAT
-from .organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF, normalized_text_expr
-from .paths import foreign_files, foreign_files_message, make_temp_dir, replace_dir
-from .score import PROVENANCE_COLUMNS, SCORES, weight_mismatch
+from selector import __version__
+from selector.core.config import Config
+from selector.core.errors import ManifestError
+from selector.core.keys import seeded_key
+from selector.core.labels import UNNAMED_REVIEWER, LabelSet
+from selector.core.paths import foreign_files, foreign_files_message, make_temp_dir, replace_dir
+from selector.score.cascade import PROVENANCE_COLUMNS, weight_mismatch
+from selector.score.organic import GENERATED_PATTERNS, PRE_LLM_CUTOFF
+from selector.select.dedup import candidate_fingerprints, near_duplicates
+from selector.select.manifest import MANIFEST_DIR, MANIFEST_FORMAT
+from selector.select.scores import ScoresInfo, load_scores_info, stream_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -51,56 +49,6 @@ PACKAGES = ("polars", "numpy", "pyarrow", "fasttext-numpy2", "faiss-cpu", "sente
 ID_COLUMNS = ["doc_id", "source", "row", "url", "n_chars", "n_tokens"]
 PROV_COLUMNS = ["domain", "crawl_date", "warc_record_id", "offset", "payload_digest", "content_sha1", "lang",
                 "generated_pattern"]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ScoresInfo:
-    """A finished scores directory: its parts, what made them, and the selection thresholds."""
-
-    dir: Path
-    parts: list[Path]
-    inputs: list[dict[str, Any]]
-    meta: dict[str, Any]
-    themes: list[str]
-
-
-def load_scores_info(scores_dir: str | Path) -> ScoresInfo:
-    d = Path(scores_dir)
-    if (d / SCORES).is_dir():
-        d = d / SCORES
-    meta_path = d / "_inputs.json"
-    if not meta_path.exists():
-        raise ManifestError(
-            f"{d} is not a scores directory (no _inputs.json). Run `selector score INPUT --out DIR`."
-        )
-    meta = json.loads(meta_path.read_text())
-    shards = meta.get("shards") or [
-        {"part": p, "source": s, "label": Path(s).name, "format": None} for p, s in meta["parts"].items()
-    ]
-    unfinished = [sh["part"] for sh in shards if not (d / f"{sh['part']}.done").exists()]
-    if unfinished:
-        raise ManifestError(
-            f"scores in {d} are incomplete: {len(unfinished)} of {len(shards)} part(s) unfinished "
-            f"({', '.join(unfinished[:5])}). Rerun the same `selector score` command to finish them."
-        )
-    inputs = []
-    for sh in shards:
-        stats = json.loads((d / f"{sh['part']}.stats.json").read_text())
-        fp = stats.get("signature", {}).get("shard", {})
-        inputs.append(
-            {
-                **sh,
-                "size": fp.get("size"),
-                "mtime_ns": fp.get("mtime_ns"),
-                "documents_in": stats["documents_in"],
-                "scored": stats["scored"],
-                "skipped": stats["skipped"],
-                "skipped_by_reason": stats.get("skipped_by_reason", {}),
-            }
-        )
-    parts = [d / f"{sh['part']}.parquet" for sh in shards]
-    themes = [c[len("score_") :] for c in pl.read_parquet_schema(parts[0]) if c.startswith("score_")]
-    return ScoresInfo(d, parts, inputs, meta, themes)
 
 
 @dataclass
@@ -114,27 +62,6 @@ class Selection:
     warnings: list[str]
     domains: dict[str, Any]
     dedup: dict[str, int]
-
-
-def _thresholds(cfg: Config, info: ScoresInfo, lf: pl.LazyFrame, n_docs: int) -> dict[str, float]:
-    calibrated = info.meta.get("calibrated_thresholds") or {}
-    out: dict[str, float] = {}
-    for t in cfg.themes:
-        if t.top_fraction > 0:
-            k = max(1, math.ceil(t.top_fraction * n_docs))
-            top = lf.select(pl.col(f"score_{t.name}").top_k(k).min()).collect().item()
-            out[t.name] = float(top) if top is not None else 1.0
-        elif t.threshold == "auto":
-            if t.name not in calibrated:
-                raise ManifestError(
-                    f'themes.{t.name}.threshold is "auto" but the classifier behind {info.dir} has no calibrated '
-                    "threshold for it (trained by an older selector). Give --threshold "
-                    f"{t.name}=SCORE or --top-fraction {t.name}=FRACTION, or retrain."
-                )
-            out[t.name] = float(calibrated[t.name])
-        else:
-            out[t.name] = float(t.threshold)
-    return out
 
 
 def _unit_key(seed: int, theme: str, doc_ids: list[str]) -> np.ndarray:
@@ -296,80 +223,6 @@ def domain_distribution(chosen: pl.DataFrame, top: int = 20) -> dict[str, Any]:
     }
 
 
-SHINGLE_WORDS = 5
-MINHASH_PERMS = 128
-
-
-_MERSENNE = np.uint64((1 << 61) - 1)
-_MAX_HASH = np.uint64((1 << 32) - 1)
-_PERMS = np.random.RandomState(1).randint(1, (1 << 61) - 1, size=(2, MINHASH_PERMS), dtype=np.uint64)
-
-
-def _shingles(text: str) -> list[bytes]:
-    words = re.sub(r"[\W_]+", " ", text.lower()).split()
-    if len(words) < SHINGLE_WORDS:
-        return [" ".join(words).encode()]
-    return sorted(
-        {" ".join(words[i : i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
-    )
-
-
-def minhash_signature(text: str) -> np.ndarray:
-    """MinHash of the text's 5-word shingles: 128 universal hash permutations (a * h + b mod 2^61 - 1, as
-    datasketch computes them) of each shingle's CRC-32; deterministic across processes."""
-    hv = np.array([zlib.crc32(sh) for sh in _shingles(text)], dtype=np.uint64)[:, None]
-    a, b = _PERMS
-    return np.asarray(((hv * a + b) % _MERSENNE & _MAX_HASH).min(axis=0), dtype=np.uint64)
-
-
-def candidate_fingerprints(
-    pool: pl.DataFrame, info: ScoresInfo, cfg: Config, minhash: bool
-) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Read the candidates' texts back from their shards, shard by shard (texts are not kept), and return per
-    candidate (`_key`): the hash of its normalized text (exact duplicates) and, if asked, its MinHash."""
-    from .materialize import read_back
-
-    hashes: dict[str, str] = {}
-    sigs: dict[str, np.ndarray] = {}
-    needed = pool.select("source", "row", "doc_id", "n_chars", "_key")
-    for hit in read_back(info.inputs, cfg.read, needed, info.dir / "_inputs.json"):
-        norm = hit.select(normalized_text_expr("text")).to_series().to_list()
-        for key, text, nt in zip(hit["_key"].to_list(), hit["text"].to_list(), norm, strict=True):
-            hashes[key] = hashlib.sha1(nt.encode()).hexdigest()[:20]
-            if minhash:
-                sigs[key] = minhash_signature(text)
-    return hashes, sigs
-
-
-def near_duplicates(pool: pl.DataFrame, sigs: dict[str, np.ndarray], thr: float) -> dict[str, str]:
-    """{key: representative's doc_id} for candidates (`pool`, in rank order, keyed by `_key` = shard and row)
-    whose estimated Jaccard similarity with a better-ranked candidate is at least `thr`. The LSH index holds
-    the representatives' signatures: memory grows by about 1.5 KB per candidate."""
-    from datasketch.lsh import _optimal_param
-
-    # LSH: b bands of r rows, chosen as datasketch chooses them for this threshold (0.8 -> 9 bands of 13)
-    bands, rows = _optimal_param(thr, MINHASH_PERMS, 0.5, 0.5)
-    buckets: list[dict[bytes, list[str]]] = [{} for _ in range(bands)]
-    rep_sigs: dict[str, np.ndarray] = {}
-    order: dict[str, int] = {}  # representatives, in rank order
-    doc_of: dict[str, str] = {}
-    out: dict[str, str] = {}
-    for key, doc_id in pool.select("_key", "doc_id").iter_rows():
-        sig = sigs.pop(key)
-        keys = [sig[i * rows : (i + 1) * rows].tobytes() for i in range(bands)]
-        seen = {h for i, k in enumerate(keys) for h in buckets[i].get(k, ())}
-        hits = [h for h in seen if float((rep_sigs[h] == sig).mean()) >= thr]
-        if hits:
-            out[key] = doc_of[min(hits, key=lambda h: order[h])]  # the best-ranked representative
-            continue
-        order[key] = len(order)
-        doc_of[key] = doc_id
-        rep_sigs[key] = sig
-        for i, k in enumerate(keys):
-            buckets[i].setdefault(k, []).append(key)
-    return out
-
-
 def label_columns(labels: LabelSet | None, themes: list[str]) -> pl.DataFrame | None:
     """One row per labelled doc_id: `_on_<theme>` / `_off_<theme>` (the label, if any) and `_why_<theme>`
     (who said so, and why), for `build_selection` to join onto the scores."""
@@ -416,7 +269,7 @@ def build_selection(
     )
     totals = lf.select(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens")).collect().row(0)
     n_docs, base_tokens = int(totals[0]), int(totals[1] or 0)
-    thr = _thresholds(cfg, info, lf, n_docs)
+    thr = stream_thresholds(cfg, info, lf, n_docs)
     # labels veto (off) or confirm (on) a theme's qualification, whatever the score
     lab = label_columns(labels, themes)
     if lab is not None:

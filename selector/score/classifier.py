@@ -16,21 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from .embed import SeedIndex
-from .errors import ClassifierError
-from .head import predict_logistic
+from selector.core.errors import ClassifierError
+from selector.core.fasttext import file_sha256, load_fasttext
+from selector.score.embed import SeedIndex
+from selector.score.head import predict_logistic
 
 CARD = "card.json"
 HEAD = "head.npz"
 NONE_LABEL = "__label__none"
 os.environ.setdefault("FASTTEXT_NO_WARN", "1")
-
-
-def load_fasttext(path: Path) -> Any:
-    import fasttext
-
-    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load_model deprecation banner
-    return fasttext.load_model(str(path))
 
 
 def fasttext_probs(model: Any, texts: list[str], themes: list[str], key: str) -> dict[str, np.ndarray]:
@@ -52,14 +46,6 @@ def fasttext_probs(model: Any, texts: list[str], themes: list[str], key: str) ->
         is_pos = np.array([ls[0] == "__label__pos" for ls in labels])
         out = {key: np.where(is_pos, p, 1.0 - p).astype(np.float32)}
     return {t: np.clip(v, 0.0, 1.0) for t, v in out.items()}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

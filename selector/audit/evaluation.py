@@ -11,9 +11,9 @@ from typing import Any
 
 import polars as pl
 
-from .errors import InputError
-from .labels import read_label_csv
-from .metrics import average_precision, recall_at_budget
+from selector.core.errors import InputError
+from selector.core.labels import read_label_csv
+from selector.core.metrics import average_precision, recall_at_budget
 
 
 def read_labels(path: str | Path, themes: list[str]) -> pl.DataFrame:

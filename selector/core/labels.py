@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from selector.core.errors import InputError
 
 POSITIVE_LABELS = {"1", "on", "on_theme", "on-theme", "yes", "true", "positive", "pos"}
 NEGATIVE_LABELS = {"0", "off", "off_theme", "off-theme", "no", "false", "negative", "neg"}

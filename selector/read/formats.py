@@ -26,8 +26,8 @@ from typing import IO, Any
 
 import polars as pl
 
-from .config import ReadConfig
-from .errors import InputError
+from selector.core.config import ReadConfig
+from selector.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def _with_language(shard: Shard, cfg: ReadConfig, counts: ShardCounts, df: pl.Da
     score = pl.Series("lang_score", [None] * df.height, dtype=pl.Float32)
     todo = lang.is_null()
     if cfg.detect_language and bool(todo.any()):
-        from .lang import identify
+        from selector.read.lang import identify
 
         idx = todo.arg_true()
         found, probs = identify(df["text"].gather(idx).to_list())
@@ -609,7 +609,7 @@ def check_shard(shard: Shard, cfg: ReadConfig) -> None:
     if not source_exists(shard.source):
         raise InputError(f"input {shard.source} does not exist.")
     if cfg.detect_language:
-        from .lang import lid_model_path
+        from selector.read.lang import lid_model_path
 
         lid_model_path()
     if shard.format in ("warc", "wet"):

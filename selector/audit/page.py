@@ -1,7 +1,7 @@
 """The audit review page: `render_page(out_dir, data)` writes `out_dir/index.html` and returns its path.
 
 The page is one self-contained file (no network, no external scripts, styles or fonts; it works from
-`file://`). The audit `data` (built by `selector.audit`) is embedded as JSON in a
+`file://`). The audit `data` (built by `selector.audit.report`) is embedded as JSON in a
 `<script type="application/json" id="audit-data">` tag with `<`, `>`, `&`, U+2028 and U+2029 escaped, so
 document texts holding `</script>`, HTML or any Unicode stay data; the page's script renders every document
 text with `textContent`. A Content-Security-Policy allows only the page's own script and style (by hash) and
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import SelectorError
+from selector.core.errors import SelectorError
 
 PAGE_FILE = "index.html"
 STORAGE_PREFIX = "selector-audit:v1:"

@@ -40,11 +40,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import AnnotateConfig, Config
-from .errors import AnnotateError, ConfigError, InputError
-from .labels import LLM_REVIEWER_PREFIX
-from .paths import atomic_write
+from selector import __version__
+from selector.core.config import AnnotateConfig, Config
+from selector.core.errors import AnnotateError, ConfigError, InputError
+from selector.core.labels import LLM_REVIEWER_PREFIX
+from selector.core.paths import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -930,7 +930,7 @@ def annotate_inputs(
 ) -> dict[str, Any]:
     """`annotate_documents` on the first `opts.budget` documents of INPUTS (files, directories, globs) in
     reading order."""
-    from .read import read_documents
+    from selector.read.formats import read_documents
 
     def docs() -> Iterable[tuple[str, str]]:
         for batch in read_documents(inputs, cfg.read):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from selector.core.errors import ManifestError
 
 MANIFEST_FORMAT = "selector-manifest/1"
 MANIFEST_DIR = "manifest"

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import BUNDLED_MODEL, EmbeddingConfig
-from .errors import ConfigError
-from .text import embedding_input
+from selector.core.config import BUNDLED_MODEL, EmbeddingConfig
+from selector.core.errors import ConfigError
+from selector.score.text import embedding_input
 
 log = logging.getLogger(__name__)
 

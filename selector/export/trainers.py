@@ -66,10 +66,10 @@ from typing import Any
 import polars as pl
 import yaml
 
-from .errors import ExportError
-from .manifest import MANIFEST_FORMAT, load_manifest
-from .materialize import short_float
-from .paths import atomic_write, foreign_files, foreign_files_message
+from selector.core.errors import ExportError
+from selector.core.paths import atomic_write, foreign_files, foreign_files_message
+from selector.export.documents import short_float
+from selector.select.manifest import MANIFEST_FORMAT, load_manifest
 
 MOSAIC_WORKERS = 8
 MEGATRON_SPLIT = "--split 100,0,0"
@@ -489,7 +489,8 @@ def _write_dolma_shard(
     document, id = doc_id) and `documents/copy-<c>/<name>` (the c-th extra copy of the documents with more
     than c repeats, id `<doc_id>#copy<c>`), each with its attribute file. Returns (selected documents seen,
     the files written relative to `out`)."""
-    from .materialize import ID_FORMAT, read_back
+    from selector.export.documents import ID_FORMAT
+    from selector.read.back import read_back
 
     schema = pl.read_parquet_schema(part)
     themes = [c[len("score_") :] for c in schema if c.startswith("score_")]
@@ -547,7 +548,7 @@ def _write_dolma_shard(
 
 
 def _write_dolma(manifest: dict[str, Any], entries: list[Entry], out: Path, seq_len: int, mdir: Path) -> None:
-    from .materialize import read_config
+    from selector.read.back import read_config
 
     streams = [str(s["theme"]) for s in manifest["streams"]]
     docs_path = mdir / str((manifest.get("files") or {}).get("documents", "documents.parquet"))

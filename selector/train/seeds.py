@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .errors import ConfigError
+from selector.core.config import Config
+from selector.core.errors import ConfigError
 
 LABELS = ("positive", "near_miss")
 

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .errors import ManifestError, SelectorError
-from .keys import seeded_key
-from .labels import read_label_csv
-from .manifest import load_manifest
-from .materialize import read_back, read_config
-from .paths import foreign_files, foreign_files_message
+from selector.core.errors import ManifestError, SelectorError
+from selector.core.keys import seeded_key
+from selector.core.labels import read_label_csv
+from selector.core.paths import foreign_files, foreign_files_message
+from selector.read.back import read_back, read_config
+from selector.select.manifest import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def draw_sample(
 def plan_sample(
     documents: pl.DataFrame, manifest: dict[str, Any], mdir: Path, plan_path: str | Path
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The page's sample from a labelling plan (selector/sampling.py, as `annotate --scores` draws it): each
+    """The page's sample from a labelling plan (selector/label/sampling.py, as `annotate --scores` draws it): each
     planned document under the stream that selected it, else the stream of the theme it was drawn for, else
     the upsampled theme it scores highest on relative to its threshold; `bucket` is the stratum it was drawn
     from and `sample_weight` 1 / pi, so that the labels give `plan_report`'s estimates."""
@@ -285,10 +285,10 @@ def _evidence(
 ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], str | None]:
     """Per sampled document: nearest seed exemplars per theme, and the passages that drive its stream score.
     Needs the classifier and its embedding model; returns a note instead when they are unavailable."""
-    from .classifier import Classifier
-    from .config import EmbeddingConfig
-    from .embed import make_embedder
-    from .seeds import load_seed_file
+    from selector.core.config import EmbeddingConfig
+    from selector.score.classifier import Classifier
+    from selector.score.embed import make_embedder
+    from selector.train.seeds import load_seed_file
 
     clf_path = (manifest.get("classifier") or {}).get("path")
     empty: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]] = (
@@ -430,7 +430,7 @@ def audit(
 ) -> dict[str, Any]:
     """Write the review page and the sample for `manifest_path` into `out_dir` (drawn by buckets of the
     streams, or the documents of a labelling plan); returns audit.json's content."""
-    from .audit_page import render_page
+    from selector.audit.page import render_page
 
     foreign = foreign_files(Path(out_dir), _audit_owns)
     if foreign:
@@ -658,9 +658,9 @@ def plan_report(
 ) -> dict[str, Any]:
     """Prevalence, precision and recall, with 95% intervals, of each stream of a manifest and of each theme's
     threshold over the whole scored corpus, from labels of a labelling plan (`selector annotate --scores`
-    writes LABELS.plan.parquet and LABELS.plan.json beside LABELS.csv; selector/sampling.py's design)."""
-    from .labels import read_label_files
-    from .sampling import estimate
+    writes LABELS.plan.parquet and LABELS.plan.json beside LABELS.csv; selector/label/sampling.py's design)."""
+    from selector.core.labels import read_label_files
+    from selector.label.sampling import estimate
 
     mdir, manifest = load_manifest(manifest_path, ("streams", "config", "thresholds", "base"))
     pp = Path(plan_path)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .paths import default_config_path
+from selector.core.errors import ConfigError
+from selector.core.paths import default_config_path
 
 THEME_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"

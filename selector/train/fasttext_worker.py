@@ -1,4 +1,4 @@
-"""Train (and quantize) one fastText model in a fresh process: `python -m selector._fasttext_worker JSON`.
+"""Train (and quantize) one fastText model in a fresh process: `python -m selector.train.fasttext_worker JSON`.
 
 Why a process of its own: with fasttext-numpy2 0.10.4, a second `train_supervised` in the same process
 fails at random with "Encountered NaN" (measured: 4 of 6 repeats on one file), while the first one in a

@@ -1,0 +1,1 @@
+"""Stage 4, export: materialize a manifest's documents, and write what trainers load."""

@@ -1,0 +1,1 @@
+"""Labels: which documents to label (the sampling plan) and the LLM annotator."""

@@ -1,0 +1,1 @@
+"""Train a classifier (teacher on embeddings, fastText student) from seeds and labels."""
