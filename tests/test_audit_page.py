@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import json
 import re
 import shutil
+import subprocess
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from selector.audit.page import CHROMIUM, CSV_HEADER, embed_json, fmt_count, nice_ticks, render_page
+from selector.audit.page import (
+    CHROMIUM,
+    CSV_HEADER,
+    FOLD_CHARS,
+    STORAGE_PREFIX,
+    asset,
+    embed_json,
+    fmt_count,
+    nice_ticks,
+    render_page,
+)
 from selector.audit.page import CHROMIUM_ARGS as LAUNCH_ARGS
 from selector.core.errors import SelectorError
 
@@ -244,6 +258,54 @@ def test_number_helpers() -> None:
     ]
     assert nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert nice_ticks(0, 9000, 4) == [0, 2500, 5000, 7500, 10000]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the page's files: package data in selector/audit/assets, inlined into the one written page
+
+ASSET_FILES = ("page.html", "page.css", "page.js")
+
+
+def test_assets_are_package_data_and_inlined(tmp_path: Path) -> None:
+    folder = resources.files("selector.audit") / "assets"
+    for name in ASSET_FILES:
+        assert (folder / name).is_file(), (
+            f"selector/audit/assets/{name} is not found through importlib.resources"
+        )
+        assert asset(name) == (folder / name).read_text(encoding="utf-8") != ""
+    template = asset("page.html")
+    assert set(re.findall(r"@@([A-Z]+)@@", template)) == {"CSP", "TITLE", "STYLE", "SCRIPT", "CHARTS", "DATA"}
+    assert "{{" not in asset("page.css") and "}}" not in asset("page.css")  # plain CSS, no str.format escapes
+    page = render_page(tmp_path, synthetic()).read_text(encoding="utf-8")
+    assert asset("page.css") in page
+    script = asset("page.js")
+    assert "__FOLD__" in script and "__PREFIX__" in script
+    filled = script.replace("__FOLD__", str(FOLD_CHARS)).replace("__PREFIX__", STORAGE_PREFIX)
+    assert filled in page
+    assert not re.search(r"@@[A-Z]+@@|__FOLD__|__PREFIX__", page)
+
+
+def test_csp_hashes_the_inlined_style_and_script(tmp_path: Path) -> None:
+    page = render_page(tmp_path, synthetic()).read_text(encoding="utf-8")
+    m = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert m, "no CSP"
+    csp = m.group(1)
+
+    def sha(text: str) -> str:
+        return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+
+    styles = re.findall(r"<style>(.*?)</style>", page, re.S)
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(styles) == 1 and len(scripts) == 1
+    assert f"style-src '{sha(styles[0])}'" in csp
+    assert f"script-src '{sha(scripts[0])}'" in csp
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node on PATH to parse page.js")
+def test_script_parses_as_javascript() -> None:
+    with resources.as_file(resources.files("selector.audit") / "assets" / "page.js") as path:
+        r = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------
