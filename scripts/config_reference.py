@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-try:  # the layout of issue 14 moves the module to selector/core/config.py
-    from selector.core import config as config_module
-except ImportError:
-    from selector.core import config as config_module
+from selector.core import config as config_module
 
 from cli_reference import rewrite_between
 
