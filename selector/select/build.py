@@ -1,18 +1,33 @@
 """Turn scores into a data-mix manifest: `select(scores_dir, out_dir, cfg)` -> OUT/manifest/ (see docs/manifest.md).
 
-1. Qualify: per theme, documents whose `score_<theme>` reaches its threshold (the config's number, or the
-   classifier's calibrated one), or the theme's `top_fraction` of all scored documents.
-2. Exclude: documents at or above `select.exclude_above` (e.g. `ai_risk = 0.5`) join no stream.
-3. Assign: a document that qualifies for several upsampled themes joins one stream, the theme it scores
+`build_selection` runs these steps in order, one function each, sharing their state in a `_Pool`:
+
+1. `_load`: check that the scores have every theme and the provenance columns; read their totals and each
+   theme's threshold (the config's number, or the classifier's calibrated one, or the score at the theme's
+   `top_fraction` of all scored documents).
+2. `_qualify`: per theme, documents whose `score_<theme>` reaches its threshold; labels veto (off) or confirm
+   (on) a theme's qualification, whatever the score.
+3. `_exclude`: documents at or above `select.exclude_above` (e.g. `ai_risk = 0.5`) join no stream.
+4. `_organic_rules`: `select.require_provenance` and `select.exclude_generated` (organic.py).
+5. `_deduplicate`: one representative, the best-scoring, of each group of exact or near duplicates (dedup.py).
+6. `_assign`: a document that qualifies for several upsampled themes joins one stream, the theme it scores
    highest on (ties: config order), so no document is multiplied by two streams.
-4. Budget: a stream's target is `target_share * total_tokens` (or `target_tokens`; neither: each document
-   once). Its mean repeats are `target / unique tokens`. Under `rule = "score"` a document's expected repeats
-   are proportional to its score (token-weighted mean 1), under `"uniform"` equal; both are capped at
-   `max_repeats`, the excess going to the documents below the cap until the target is met or every document
-   is capped (the shortfall is reported).
-5. Sample: expected repeats become whole copies by systematic sampling over a seeded order of the documents
-   (each gets floor(e) or ceil(e) copies, ceil with probability e - floor(e)); deterministic for a seed.
-6. Refuse, unless forced, when a document would be seen more than `hard_max_epochs` times in the run.
+7. `_cap_domains`: no domain holds more than `select.max_domain_share` of a stream's unique tokens (domain_cap;
+   `_cap_stream` and `_domain_cap_warnings` per stream).
+8. `_budget`: a stream's target is `target_share * total_tokens` (or `target_tokens`; neither: each document
+   once), and the base mix's passes in the run follow from the total.
+9. Per stream, `_stream_documents` (its documents and target), then `_repeats`: its mean repeats are
+   `target / unique tokens`. Under `rule = "score"` a document's expected repeats are proportional to its
+   score (token-weighted mean 1), under `"uniform"` equal; both are capped at `max_repeats`, the excess going
+   to the documents below the cap until the target is met or every document is capped (the shortfall is
+   reported).
+10. `_sample`: expected repeats become whole copies by systematic sampling over a seeded order of the
+   documents (each gets floor(e) or ceil(e) copies, ceil with probability e - floor(e)); deterministic for a
+   seed. `_keep_drawn` keeps the drawn documents, `_record_stream` the stream's figures.
+11. Refuse, unless forced, when a document would be seen more than `hard_max_epochs` times in the run
+   (`_refuse_base_epochs` before any stream, `_refuse_stream_epochs` per stream), or when the streams overfill
+   an explicit total (`_refuse_overfull`).
+12. `_base_passes` settles the run's total and the base mix's passes; `_assemble` makes the `Selection`.
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from selector import __version__
-from selector.core.config import Config
+from selector.core.config import Config, SelectConfig, ThemeConfig
 from selector.core.errors import ManifestError
 from selector.core.keys import seeded_key
 from selector.core.labels import UNNAMED_REVIEWER, LabelSet
@@ -244,18 +259,127 @@ def label_columns(labels: LabelSet | None, themes: list[str]) -> pl.DataFrame | 
     return pl.DataFrame(list(rows.values()), schema=schema)
 
 
+@dataclass
+class _Pool:
+    """What the steps of `build_selection` share: the scores, thresholds, candidates, rejections and warnings."""
+
+    cfg: Config
+    info: ScoresInfo
+    lf: pl.LazyFrame
+    thr: dict[str, float]
+    n_docs: int
+    base_tokens: int
+    up: list[ThemeConfig]  # the upsampled themes, in config order: one stream each
+    cand: pl.DataFrame = field(default_factory=pl.DataFrame)
+    n_candidates: dict[str, int] = field(default_factory=dict)
+    rejected: list[pl.DataFrame] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dedup: dict[str, int] = field(default_factory=lambda: {"exact": 0, "near": 0})
+    docs: list[pl.DataFrame] = field(default_factory=list)
+    stream_rows: list[dict[str, Any]] = field(default_factory=list)
+    domains: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sc(self) -> SelectConfig:
+        """The config's select section."""
+        return self.cfg.select
+
+    @property
+    def stance(self) -> list[str]:
+        """The themes that are counted in the streams but never upsampled."""
+        return [t.name for t in self.cfg.themes if not t.upsample]
+
+    @property
+    def achieved(self) -> int:
+        """The streams' tokens as drawn, repeats included."""
+        return sum(int(r["achieved_tokens"]) for r in self.stream_rows)
+
+    def q(self, t: str) -> pl.Expr:
+        """Qualifies for theme t: at or above its threshold, or labelled on; never when labelled off."""
+        return ((pl.col(f"score_{t}") >= self.thr[t]) | pl.col(f"_on_{t}").fill_null(False)) & ~pl.col(
+            f"_off_{t}"
+        ).fill_null(False)
+
+    def vetoed_for(self, t: str) -> pl.Expr:
+        """At or above theme t's threshold but labelled off for it."""
+        return (pl.col(f"score_{t}") >= self.thr[t]) & pl.col(f"_off_{t}").fill_null(False)
+
+    def reject(self, df: pl.DataFrame, theme: str, reason: pl.Expr) -> None:
+        """Record `df`'s documents as rejected from `theme`'s stream, for `reason`."""
+        if df.height:
+            self.rejected.append(
+                df.select(
+                    "doc_id",
+                    "source",
+                    "row",
+                    pl.lit(theme).alias("theme"),
+                    pl.col(f"score_{theme}").alias("score"),
+                    reason.alias("reason"),
+                )
+            )
+
+    def best_theme(self) -> pl.Expr:
+        """The upsampled theme each candidate scores highest on among those it qualifies for."""
+        if not self.up:
+            return pl.lit(None, dtype=pl.String)
+        qs = [pl.when(self.q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in self.up]
+        names = {j: t.name for j, t in enumerate(self.up)}
+        return pl.concat_list(qs).list.arg_max().replace_strict(names, return_dtype=pl.String)
+
+    def reject_each(self, df: pl.DataFrame, reason: pl.Expr) -> None:
+        """Reject candidates once, under the theme each would have joined."""
+        if not df.height or not self.up:
+            return
+        df = df.with_columns(_t=self.best_theme())
+        for t in self.up:
+            self.reject(df.filter(pl.col("_t") == t.name), t.name, reason)
+
+
+@dataclass
+class _Budget:
+    """The run's tokens, the base mix's passes in it, and each stream's unique tokens once assigned."""
+
+    total: int
+    base_add: float
+    stream_tokens: dict[str, int]
+    base_epochs: float = 0.0
+
+
 def build_selection(
     cfg: Config, info: ScoresInfo, force: bool = False, labels: LabelSet | None = None
 ) -> Selection:
-    sc = cfg.select
+    """Select from the scores in `info` by `cfg`, step by step (see the module docstring); `force` allows
+    what `hard_max_epochs` would refuse, `labels` veto or confirm candidates theme by theme."""
+    p = _load(cfg, info)
+    _qualify(p, labels)
+    _exclude(p)
+    _organic_rules(p)
+    _deduplicate(p)
+    _assign(p)
+    _cap_domains(p)
+    b = _budget(p)
+    _refuse_base_epochs(p, b, force)
+    for i, t in enumerate(p.up):
+        s, unique, target = _stream_documents(p, i, b)
+        e, capped = _repeats(p, t, s, target)
+        s = _sample(p, t, s, e)
+        _refuse_stream_epochs(p, t, s, b, force)
+        chosen = _keep_drawn(p, t, s, unique, target, b)
+        _record_stream(p, t, s, chosen, unique, target, capped, b)
+    _refuse_overfull(p, b)
+    _base_passes(p, b)
+    return _assemble(p, b)
+
+
+def _load(cfg: Config, info: ScoresInfo) -> _Pool:
+    """Check that the scores fit the config, and read their totals and each theme's threshold."""
     missing = [t for t in cfg.theme_names if t not in info.themes]
     if missing:
         raise ManifestError(
             f"{info.dir} has no scores for {', '.join(missing)} (it has {', '.join(info.themes)}). "
             "Use the config the scores were made with, or rescore."
         )
-    themes = cfg.theme_names
-    score_cols = [f"score_{t}" for t in themes]
+    score_cols = [f"score_{t}" for t in cfg.theme_names]
     have = set(pl.read_parquet_schema(info.parts[0]))
     if not set(PROV_COLUMNS) <= have:
         raise ManifestError(
@@ -270,63 +394,54 @@ def build_selection(
     totals = lf.select(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens")).collect().row(0)
     n_docs, base_tokens = int(totals[0]), int(totals[1] or 0)
     thr = stream_thresholds(cfg, info, lf, n_docs)
+    p = _Pool(cfg, info, lf, thr, n_docs, base_tokens, up=[t for t in cfg.themes if t.upsample])
+    scored_with = (info.meta.get("config") or {}).get("cascade", {}).get("embedding_weight")
+    if scored_with is not None and "calibrated_embedding_weight" in info.meta:
+        # the thresholds are applied here: say so in the manifest when they were fitted to other scores
+        mismatch = weight_mismatch(cfg, float(scored_with), info.meta["calibrated_embedding_weight"])
+        if mismatch:
+            p.warnings.append(mismatch)
+    return p
+
+
+def _qualify(p: _Pool, labels: LabelSet | None) -> None:
+    """Keep as candidates the documents that qualify for some theme, rejecting those labels veto."""
+    themes = p.cfg.theme_names
     # labels veto (off) or confirm (on) a theme's qualification, whatever the score
     lab = label_columns(labels, themes)
     if lab is not None:
-        lf = lf.join(lab.lazy(), on="doc_id", how="left", maintain_order="left")
+        p.lf = p.lf.join(lab.lazy(), on="doc_id", how="left", maintain_order="left")
     else:
-        lf = lf.with_columns(
+        p.lf = p.lf.with_columns(
             *(pl.lit(None, dtype=pl.Boolean).alias(f"_{k}_{t}") for t in themes for k in ("on", "off")),
             *(pl.lit(None, dtype=pl.String).alias(f"_why_{t}") for t in themes),
         )
-
-    def q(t: str) -> pl.Expr:
-        """Qualifies for theme t: at or above its threshold, or labelled on; never when labelled off."""
-        return ((pl.col(f"score_{t}") >= thr[t]) | pl.col(f"_on_{t}").fill_null(False)) & ~pl.col(
-            f"_off_{t}"
-        ).fill_null(False)
-
-    def vetoed_for(t: str) -> pl.Expr:
-        """At or above theme t's threshold but labelled off for it."""
-        return (pl.col(f"score_{t}") >= thr[t]) & pl.col(f"_off_{t}").fill_null(False)
-
-    qualify = pl.any_horizontal([q(t) for t in themes])
-    up = [t for t in cfg.themes if t.upsample]
+    qualify = pl.any_horizontal([p.q(t) for t in themes])
     # a second pass over the scores only when there are labels to veto with
     vetoed = (
-        lf.filter(pl.any_horizontal([vetoed_for(t.name) for t in up])).collect()
-        if lab is not None and up
+        p.lf.filter(pl.any_horizontal([p.vetoed_for(t.name) for t in p.up])).collect()
+        if lab is not None and p.up
         else None
     )
-    cand = lf.filter(qualify).collect().sort("source", "row")
-    rejected: list[pl.DataFrame] = []
-
-    def reject(df: pl.DataFrame, theme: str, reason: pl.Expr) -> None:
-        if df.height:
-            rejected.append(
-                df.select(
-                    "doc_id",
-                    "source",
-                    "row",
-                    pl.lit(theme).alias("theme"),
-                    pl.col(f"score_{theme}").alias("score"),
-                    reason.alias("reason"),
-                )
-            )
-
+    p.cand = p.lf.filter(qualify).collect().sort("source", "row")
     if vetoed is not None:
-        for t in up:
+        for t in p.up:
             veto_reason = pl.format("label: off ({})", pl.col(f"_why_{t.name}"))
-            reject(vetoed.filter(vetoed_for(t.name)), t.name, veto_reason)
-    n_candidates = {t.name: int(cand.select(q(t.name)).to_series().sum()) for t in up}
+            p.reject(vetoed.filter(p.vetoed_for(t.name)), t.name, veto_reason)
+    p.n_candidates = {t.name: int(p.cand.select(p.q(t.name)).to_series().sum()) for t in p.up}
+
+
+def _exclude(p: _Pool) -> None:
+    """Drop the candidates at or above a `select.exclude_above` score (or labelled on for that theme)."""
+    sc = p.sc
     # exclusions (e.g. ai_risk) come first: an excluded document joins no stream
     excluded = pl.lit(False)
     for ex_theme, ex_at in sc.exclude_above.items():
         on, off = pl.col(f"_on_{ex_theme}").fill_null(False), pl.col(f"_off_{ex_theme}").fill_null(False)
         excluded = excluded | (((pl.col(f"score_{ex_theme}") >= ex_at) | on) & ~off)
-    cand = cand.with_columns(_excluded=excluded)
-    for t in up:
-        hit = cand.filter(q(t.name) & pl.col("_excluded"))
+    cand = p.cand.with_columns(_excluded=excluded)
+    for t in p.up:
+        hit = cand.filter(p.q(t.name) & pl.col("_excluded"))
         why = [
             pl.when(pl.col(f"_on_{x}").fill_null(False)).then(
                 pl.format(f"excluded: labelled {x} ({{}})", f"_why_{x}")
@@ -338,76 +453,59 @@ def build_selection(
             )
             for x, v in sc.exclude_above.items()
         ]
-        reject(hit, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
-    early_warnings: list[str] = []
-    scored_with = (info.meta.get("config") or {}).get("cascade", {}).get("embedding_weight")
-    if scored_with is not None and "calibrated_embedding_weight" in info.meta:
-        # the thresholds are applied here: say so in the manifest when they were fitted to other scores
-        mismatch = weight_mismatch(cfg, float(scored_with), info.meta["calibrated_embedding_weight"])
-        if mismatch:
-            early_warnings.append(mismatch)
+        p.reject(hit, t.name, pl.coalesce(why) if why else pl.lit("excluded"))
     for ex_theme, ex_at in sc.exclude_above.items():
         col = cand[f"score_{ex_theme}"]
         top = float(col.max()) if col.len() else 0.0  # type: ignore[arg-type]
         if not int((col >= ex_at).sum()):
-            early_warnings.append(
+            p.warnings.append(
                 f"exclude_above {ex_theme} = {ex_at:g} excluded no document: the highest {ex_theme} score among the "
-                f"candidates is {top:.3f} (its threshold: {thr[ex_theme]:.3f}). Scores are "
+                f"candidates is {top:.3f} (its threshold: {p.thr[ex_theme]:.3f}). Scores are "
                 "on the classifier's scale; compare with the thresholds in the manifest."
             )
-    cand = cand.filter(~pl.col("_excluded")).drop("_excluded")
+    p.cand = cand.filter(~pl.col("_excluded")).drop("_excluded")
 
-    def best_theme(df: pl.DataFrame) -> pl.Expr:
-        """The upsampled theme each candidate scores highest on among those it qualifies for."""
-        if not up:
-            return pl.lit(None, dtype=pl.String)
-        qs = [pl.when(q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in up]
-        names = {j: t.name for j, t in enumerate(up)}
-        return pl.concat_list(qs).list.arg_max().replace_strict(names, return_dtype=pl.String)
 
-    def reject_each(df: pl.DataFrame, reason: pl.Expr) -> None:
-        """Reject candidates once, under the theme each would have joined."""
-        if not df.height or not up:
-            return
-        df = df.with_columns(_t=best_theme(df))
-        for t in up:
-            reject(df.filter(pl.col("_t") == t.name), t.name, reason)
-
-    # provenance and generated-text rules (organic.py)
+def _organic_rules(p: _Pool) -> None:
+    """Drop the candidates without provenance or with generated text, where the config asks (organic.py)."""
+    sc = p.sc
     if sc.require_provenance:
-        bad = cand.filter(pl.col("url").is_null() | pl.col("crawl_date").is_null())
-        reject_each(
+        bad = p.cand.filter(pl.col("url").is_null() | pl.col("crawl_date").is_null())
+        p.reject_each(
             bad, pl.lit("no_provenance: a URL and a crawl date are required (select.require_provenance)")
         )
-        cand = cand.filter(pl.col("url").is_not_null() & pl.col("crawl_date").is_not_null())
+        p.cand = p.cand.filter(pl.col("url").is_not_null() & pl.col("crawl_date").is_not_null())
     if sc.exclude_generated:
-        bad = cand.filter(pl.col("generated_pattern").is_not_null())
-        reject_each(
+        bad = p.cand.filter(pl.col("generated_pattern").is_not_null())
+        p.reject_each(
             bad, pl.format("generated_text: matches {} (select.exclude_generated)", "generated_pattern")
         )
-        cand = cand.filter(pl.col("generated_pattern").is_null())
+        p.cand = p.cand.filter(pl.col("generated_pattern").is_null())
 
+
+def _deduplicate(p: _Pool) -> None:
+    """Keep one candidate of each group of exact or near duplicates (dedup.py), and give each its text hash."""
+    sc, up, cand = p.sc, p.up, p.cand
     # duplicates, before repeats multiply them: one representative per group, the best-scoring one. Only
     # candidates of upsampled themes take part; documents are told apart by where they are (shard, row),
     # since ids can repeat across shards
-    dedup_info: dict[str, int] = {"exact": 0, "near": 0}
     if sc.dedup and up and cand.height:
-        in_stream = pl.any_horizontal([q(t.name) for t in up])
+        in_stream = pl.any_horizontal([p.q(t.name) for t in up])
         rest = cand.filter(~in_stream)
         pool = cand.filter(in_stream).with_columns(
             _rank=pl.max_horizontal([pl.col(f"score_{t.name}") for t in up]),
             _key=pl.format("{}\u0000{}", "source", "row"),
         )
         pool = pool.sort(["_rank", "source", "row"], descending=[True, False, False])
-        hashes, sigs = candidate_fingerprints(pool, info, cfg, minhash=sc.near_dup_threshold < 1)
+        hashes, sigs = candidate_fingerprints(pool, p.info, p.cfg, minhash=sc.near_dup_threshold < 1)
         pool = pool.with_columns(text_hash=pl.col("_key").replace_strict(hashes, return_dtype=pl.String))
         rep = pool.group_by("text_hash", maintain_order=True).agg(
             pl.col("_key").first().alias("_rep_key"), pl.col("doc_id").first().alias("_rep")
         )
         pool = pool.join(rep, on="text_hash", how="left", maintain_order="left")
         dups = pool.filter(pl.col("_rep_key") != pl.col("_key"))
-        dedup_info["exact"] = dups.height
-        reject_each(dups, pl.format("duplicate_of:{} (exact, normalized text)", "_rep"))
+        p.dedup["exact"] = dups.height
+        p.reject_each(dups, pl.format("duplicate_of:{} (exact, normalized text)", "_rep"))
         pool = pool.filter(pl.col("_rep_key") == pl.col("_key")).drop("_rep_key", "_rep")
         if sc.near_dup_threshold < 1 and pool.height > 1:
             near = near_duplicates(pool, sigs, sc.near_dup_threshold)  # {key: representative's doc_id}
@@ -415,34 +513,38 @@ def build_selection(
                 nd = pool.filter(pl.col("_key").is_in(list(near))).with_columns(
                     _rep=pl.col("_key").replace_strict(near, return_dtype=pl.String)
                 )
-                dedup_info["near"] = nd.height
-                reject_each(
+                p.dedup["near"] = nd.height
+                p.reject_each(
                     nd,
                     pl.format(
                         f"duplicate_of:{{}} (near, MinHash Jaccard >= {sc.near_dup_threshold:g})", "_rep"
                     ),
                 )
                 pool = pool.filter(~pl.col("_key").is_in(list(near)))
-        cand = pl.concat(
+        p.cand = pl.concat(
             [pool.drop("_rank", "_key"), rest.with_columns(text_hash=pl.lit(None, dtype=pl.String))],
             how="vertical_relaxed",
         ).sort("source", "row")
     else:
-        cand = cand.with_columns(text_hash=pl.lit(None, dtype=pl.String))
+        p.cand = cand.with_columns(text_hash=pl.lit(None, dtype=pl.String))
 
+
+def _assign(p: _Pool) -> None:
+    """Give each candidate its stream (`_best`: the index of its upsampled theme), rejecting it from the others."""
+    up = p.up
     # each document joins the stream of the upsampled theme it scores highest on among those it qualifies for
     if up:
-        qual_scores = [pl.when(q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in up]
+        qual_scores = [pl.when(p.q(t.name)).then(pl.col(f"score_{t.name}")).otherwise(-1.0) for t in up]
         best = pl.concat_list(qual_scores).list.arg_max()
-        cand = cand.with_columns(
+        p.cand = p.cand.with_columns(
             _best=pl.when(pl.max_horizontal(qual_scores) >= 0).then(best).otherwise(None)
         )
     else:
-        cand = cand.with_columns(_best=pl.lit(None, dtype=pl.UInt32))
+        p.cand = p.cand.with_columns(_best=pl.lit(None, dtype=pl.UInt32))
     for i, t in enumerate(up):
-        other = cand.filter(q(t.name) & (pl.col("_best") != i))
+        other = p.cand.filter(p.q(t.name) & (pl.col("_best") != i))
         names = {j: u.name for j, u in enumerate(up)}
-        reject(
+        p.reject(
             other.with_columns(_to=pl.col("_best").replace_strict(names, return_dtype=pl.String)),
             t.name,
             pl.format(
@@ -453,72 +555,96 @@ def build_selection(
             ),
         )
 
+
+def _cap_domains(p: _Pool) -> None:
+    """Drop each stream's lowest-scored documents from domains over `select.max_domain_share` (see domain_cap)."""
+    sc, cand = p.sc, p.cand
     # no single site dominates a stream: a domain above max_domain_share of the stream's unique tokens loses its
     # lowest-scored documents until it fits, counted against what the stream keeps (its best document stays);
     # only where other sites exist (see domain_cap), never below domain_cap_min_documents
-    if sc.max_domain_share < 1 and cand.height:
-        drop_rows: list[pl.DataFrame] = []
-        for i, t in enumerate(up):
-            st = cand.filter(pl.col("_best") == i).with_row_index("_i")
-            if not st.height:
-                continue
-            dropped, share_before, cap = domain_cap(
-                st, f"score_{t.name}", sc.max_domain_share, sc.domain_cap_min_documents
-            )
-            if dropped:
-                over = st.filter(pl.col("_i").is_in(dropped)).with_columns(
-                    _share=pl.col("domain").replace_strict(share_before, return_dtype=pl.Float64)
-                )
-                reject(
-                    over,
-                    t.name,
-                    pl.format(
-                        f"domain_cap: {{}} would hold {{}}% of the {t.name} stream's unique tokens "
-                        f"(select.max_domain_share = {sc.max_domain_share:g}"
-                        + (f", {cap:.3g} with the stream's few sites" if cap > sc.max_domain_share else "")
-                        + ")",
-                        "domain",
-                        (100 * pl.col("_share")).round(1),
-                    ),
-                )
-                drop_rows.append(over.select("source", "row"))
-                lost_tokens = int(over["n_tokens"].sum())
-                early_warnings.append(
-                    f"stream {t.name}: the domain cap dropped {len(dropped):,} of its {st.height:,} documents "
-                    f"({lost_tokens:,} of {int(st['n_tokens'].sum()):,} unique tokens) from "
-                    f"{', '.join(sorted(share_before))} (max_domain_share {sc.max_domain_share:g}"
-                    + (f", {cap:.3g} as the stream has few sites" if cap > sc.max_domain_share else "")
-                    + f"; domain_cap_min_documents {sc.domain_cap_min_documents}); see rejected.parquet"
-                )
-            kept = st.filter(~pl.col("_i").is_in(dropped) & pl.col("domain").is_not_null())
-            tok = (
-                kept.group_by("domain")
-                .agg(pl.col("n_tokens").sum())
-                .sort(["n_tokens", "domain"], descending=[True, False])
-            )
-            total_kept = int(st.filter(~pl.col("_i").is_in(dropped))["n_tokens"].sum())
-            if tok.height and total_kept and tok["n_tokens"][0] > cap * total_kept:
-                top_share = 100 * tok["n_tokens"][0] / total_kept
-                why_kept = (
-                    f"the cap keeps at least domain_cap_min_documents = {sc.domain_cap_min_documents} documents"
-                    if st.height - len(dropped) <= sc.domain_cap_min_documents
-                    else "only its best document is left"
-                )
-                early_warnings.append(
-                    f"stream {t.name}: {tok['domain'][0]} still holds {top_share:.0f}% of its unique tokens "
-                    f"(max_domain_share {sc.max_domain_share:g}): {why_kept}; the stream has too few other sites"
-                )
-            elif cap >= 1 and tok.height == 1 and st.height > 1:
-                early_warnings.append(
-                    f"stream {t.name}: all {st.height:,} of its documents come from one site, {tok['domain'][0]}; "
-                    "the domain cap cannot apply without other sites (see the manifest's domains)"
-                )
-        if drop_rows:
-            cand = cand.join(pl.concat(drop_rows), on=["source", "row"], how="anti", maintain_order="left")
+    if not (sc.max_domain_share < 1 and cand.height):
+        return
+    drop_rows: list[pl.DataFrame] = []
+    for i, t in enumerate(p.up):
+        st = cand.filter(pl.col("_best") == i).with_row_index("_i")
+        if not st.height:
+            continue
+        over = _cap_stream(p, t, st)
+        if over is not None:
+            drop_rows.append(over)
+    if drop_rows:
+        p.cand = cand.join(pl.concat(drop_rows), on=["source", "row"], how="anti", maintain_order="left")
 
-    # the budget
+
+def _cap_stream(p: _Pool, t: ThemeConfig, st: pl.DataFrame) -> pl.DataFrame | None:
+    """The (source, row) of the documents the domain cap drops from one stream (`st`, rows numbered `_i`), or None."""
+    sc = p.sc
+    over_rows: pl.DataFrame | None = None
+    dropped, share_before, cap = domain_cap(
+        st, f"score_{t.name}", sc.max_domain_share, sc.domain_cap_min_documents
+    )
+    if dropped:
+        over = st.filter(pl.col("_i").is_in(dropped)).with_columns(
+            _share=pl.col("domain").replace_strict(share_before, return_dtype=pl.Float64)
+        )
+        p.reject(
+            over,
+            t.name,
+            pl.format(
+                f"domain_cap: {{}} would hold {{}}% of the {t.name} stream's unique tokens "
+                f"(select.max_domain_share = {sc.max_domain_share:g}"
+                + (f", {cap:.3g} with the stream's few sites" if cap > sc.max_domain_share else "")
+                + ")",
+                "domain",
+                (100 * pl.col("_share")).round(1),
+            ),
+        )
+        over_rows = over.select("source", "row")
+        lost_tokens = int(over["n_tokens"].sum())
+        p.warnings.append(
+            f"stream {t.name}: the domain cap dropped {len(dropped):,} of its {st.height:,} documents "
+            f"({lost_tokens:,} of {int(st['n_tokens'].sum()):,} unique tokens) from "
+            f"{', '.join(sorted(share_before))} (max_domain_share {sc.max_domain_share:g}"
+            + (f", {cap:.3g} as the stream has few sites" if cap > sc.max_domain_share else "")
+            + f"; domain_cap_min_documents {sc.domain_cap_min_documents}); see rejected.parquet"
+        )
+    _domain_cap_warnings(p, t, st, dropped, cap)
+    return over_rows
+
+
+def _domain_cap_warnings(p: _Pool, t: ThemeConfig, st: pl.DataFrame, dropped: list[int], cap: float) -> None:
+    """Warn where a domain still dominates a stream after the cap, or the stream has only one site."""
+    sc = p.sc
+    kept = st.filter(~pl.col("_i").is_in(dropped) & pl.col("domain").is_not_null())
+    tok = (
+        kept.group_by("domain")
+        .agg(pl.col("n_tokens").sum())
+        .sort(["n_tokens", "domain"], descending=[True, False])
+    )
+    total_kept = int(st.filter(~pl.col("_i").is_in(dropped))["n_tokens"].sum())
+    if tok.height and total_kept and tok["n_tokens"][0] > cap * total_kept:
+        top_share = 100 * tok["n_tokens"][0] / total_kept
+        why_kept = (
+            f"the cap keeps at least domain_cap_min_documents = {sc.domain_cap_min_documents} documents"
+            if st.height - len(dropped) <= sc.domain_cap_min_documents
+            else "only its best document is left"
+        )
+        p.warnings.append(
+            f"stream {t.name}: {tok['domain'][0]} still holds {top_share:.0f}% of its unique tokens "
+            f"(max_domain_share {sc.max_domain_share:g}): {why_kept}; the stream has too few other sites"
+        )
+    elif cap >= 1 and tok.height == 1 and st.height > 1:
+        p.warnings.append(
+            f"stream {t.name}: all {st.height:,} of its documents come from one site, {tok['domain'][0]}; "
+            "the domain cap cannot apply without other sites (see the manifest's domains)"
+        )
+
+
+def _budget(p: _Pool) -> _Budget:
+    """The run's total tokens and the base mix's passes in it, from the config and the streams' unique tokens."""
+    sc, up, base_tokens = p.sc, p.up, p.base_tokens
     stream_tokens = {
-        t.name: int(cand.filter(pl.col("_best") == i)["n_tokens"].sum()) for i, t in enumerate(up)
+        t.name: int(p.cand.filter(pl.col("_best") == i)["n_tokens"].sum()) for i, t in enumerate(up)
     }
     shares = sum(t.target_share for t in up)
     if sc.total_tokens == "auto":
@@ -530,14 +656,8 @@ def build_selection(
         total = _auto_total(base_tokens, up, stream_tokens, sc.max_repeats) if sc.base_in_mix else 0
     else:
         total = int(sc.total_tokens)
-
-    docs: list[pl.DataFrame] = []
-    stream_rows: list[dict[str, Any]] = []
-    warnings: list[str] = list(early_warnings)
-    domains: dict[str, Any] = {}
-    stance = [t.name for t in cfg.themes if not t.upsample]
     # the base mix's passes in the run: 1 under "auto"; with an explicit total, the tokens the streams leave
-    # for it over its size (known once the streams are drawn, so the refusal below uses an upper bound)
+    # for it over its size (known once the streams are drawn, so _refuse_base_epochs uses an upper bound)
     if not sc.base_in_mix:
         base_add = 0.0
     elif sc.total_tokens == "auto":
@@ -546,12 +666,18 @@ def build_selection(
         base_add = max(0.0, total - _planned_stream_tokens(up, stream_tokens, total, sc.max_repeats)) / max(
             base_tokens, 1
         )
-    if base_add > sc.hard_max_epochs and not force:
+    return _Budget(total, base_add, stream_tokens)
+
+
+def _refuse_base_epochs(p: _Pool, b: _Budget, force: bool) -> None:
+    """Refuse, unless forced, a run that reads the base mix alone more than `hard_max_epochs` times."""
+    sc = p.sc
+    if b.base_add > sc.hard_max_epochs and not force:
         # refused once, for the run, before any stream: it holds whether or not a stream has documents
-        empty = [t.name for t in up if not stream_tokens[t.name]]
+        empty = [t.name for t in p.up if not b.stream_tokens[t.name]]
         raise ManifestError(
-            f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored corpus of "
-            f"{base_tokens:,} tokens, past select.hard_max_epochs = {sc.hard_max_epochs}. Give the training run's "
+            f"the base mix alone is read {_num(b.base_add)} times: --total-tokens {b.total:,} over a scored corpus of "
+            f"{p.base_tokens:,} tokens, past select.hard_max_epochs = {sc.hard_max_epochs}. Give the training run's "
             "real size, or score the whole corpus it draws from, or use --no-base-mix if the base is another "
             "corpus; or allow it: --force (selector select), --force-epochs (selector run)."
             + (
@@ -561,143 +687,193 @@ def build_selection(
                 else ""
             )
         )
-    for i, t in enumerate(up):
-        s = cand.filter(pl.col("_best") == i).drop("_best").sort("source", "row")
-        unique = int(s["n_tokens"].sum())
-        if t.target_tokens:
-            target = int(t.target_tokens)
-        elif t.target_share:
-            target = round(t.target_share * total)
-        else:
-            target = unique
-        tokens = s["n_tokens"].to_numpy()
-        if t.target_tokens or t.target_share:
-            e, capped = expected_repeats(
-                tokens, s[f"score_{t.name}"].to_numpy(), target, sc.max_repeats, sc.rule
-            )
-        else:  # no target: each qualifying document once
-            e, capped = np.ones(len(tokens)), False
-        ids = s["doc_id"].to_list()
-        keys = _unit_key(sc.seed, t.name, ids)
-        order = np.argsort(keys, kind="stable")
-        u0 = float(_unit_key(sc.seed, t.name, ["\x00offset"])[0])
-        reps = whole_copies(e, u0, order) if len(e) else np.zeros(0, dtype=np.int64)
-        s = s.with_columns(
-            pl.Series("repeats", reps, dtype=pl.Int64), pl.Series("_expected", e, dtype=pl.Float64)
-        )
-        top_reps = int(reps.max(initial=0))
-        if top_reps and top_reps + base_add > sc.hard_max_epochs and not force:
-            seen = top_reps + base_add
-            if base_add > sc.hard_max_epochs - 1:
-                fix = (
-                    f"the base mix alone is read {_num(base_add)} times: --total-tokens {total:,} over a scored "
-                    f"corpus of {base_tokens:,} tokens. Give the training run's real size, or score the whole "
-                    "corpus it draws from, or use --no-base-mix if the base is another corpus"
-                )
-            else:
-                fix = "Lower max_repeats or the target"
-            raise ManifestError(
-                f"stream {t.name}: documents would be seen {_num(seen)} times ({top_reps} repeats + "
-                f"{_num(base_add)} base pass(es)), past select.hard_max_epochs = {sc.hard_max_epochs} (returns from "
-                f"repetition vanish around 16 epochs). {fix}; or allow it: --force (selector select), "
-                "--force-epochs (selector run)."
-            )
-        chosen = s.filter(pl.col("repeats") > 0)
-        not_drawn = s.filter(pl.col("repeats") == 0)
-        reject(
-            not_drawn,
-            t.name,
-            pl.format(
-                "not drawn: the stream's target ({} tokens) is below its unique tokens ({}); expected {} copies",
-                pl.lit(f"{target:,}"),
-                pl.lit(f"{unique:,}"),
-                pl.col("_expected").round(2),
-            ),
-        )
-        thr_txt = (
-            f"top {t.top_fraction:g} (score >= {thr[t.name]:.3f})"
-            if t.top_fraction
-            else f"threshold {thr[t.name]:.3f}"
-        )
-        chosen = chosen.with_columns(
-            theme=pl.lit(t.name),
-            weight=(pl.col("repeats") + base_add).cast(pl.Float64),
-            reason=pl.format(
-                f"{t.name}: {{}}; {{}} of at most {sc.max_repeats} repeats{{}}{{}}",
-                pl.when(pl.col(f"score_{t.name}") >= thr[t.name])
-                .then(pl.format(f"score {{}} >= {thr_txt}", pl.col(f"score_{t.name}").round(3)))
-                .otherwise(
-                    pl.format(f"score {{}} < {thr_txt} but labelled on", pl.col(f"score_{t.name}").round(3))
-                ),
-                pl.col("repeats"),
-                pl.when(pl.col("repeats") >= sc.max_repeats)
-                .then(pl.lit(" (cap reached)"))
-                .otherwise(pl.lit("")),
-                pl.when(pl.col(f"_on_{t.name}").fill_null(False))
-                .then(pl.format("; confirmed on by {}", pl.col(f"_why_{t.name}")))
-                .otherwise(pl.lit("")),
-            ),
-        ).drop("_expected")
-        docs.append(chosen)
-        achieved = int((chosen["n_tokens"] * chosen["repeats"]).sum())
-        sel_unique = int(chosen["n_tokens"].sum())
-        row: dict[str, Any] = {
-            "theme": t.name,
-            "threshold": thr[t.name],
-            "candidates": n_candidates[t.name],
-            "qualifying_documents": s.height,
-            "qualifying_tokens": unique,
-            "unique_documents": chosen.height,
-            "unique_tokens": sel_unique,
-            "target_tokens": target,
-            "achieved_tokens": achieved,
-            "epochs": round(achieved / sel_unique, 4) if sel_unique else 0.0,
-            "effective_epochs": round((achieved + base_add * sel_unique) / sel_unique, 4)
-            if sel_unique
-            else 0.0,
-            "cap": sc.max_repeats,
-            "capped": bool(capped),
-            "shortfall_tokens": max(0, target - achieved),
-            "shortfall_share": round(max(0, target - achieved) / target, 4) if target else 0.0,
-        }
-        for x in stance:
-            hit = chosen.filter(q(x))
-            row[f"{x}_documents"] = hit.height
-            row[f"{x}_tokens"] = int((hit["n_tokens"] * hit["repeats"]).sum())
-        row.update(organic_figures(chosen))
-        stream_rows.append(row)
-        domains[t.name] = domain_distribution(chosen)
-        if capped:
-            warnings.append(
-                f"stream {t.name}: max_repeats = {sc.max_repeats} binds; it reaches {achieved:,} of {target:,} "
-                f"target tokens ({100 * row['shortfall_share']:.1f}% short). Lower the target or find more documents."
-            )
-        if not s.height:
-            if n_candidates[t.name]:
-                warnings.append(
-                    f"stream {t.name}: all {n_candidates[t.name]} document(s) at or above the threshold "
-                    f"{thr[t.name]:.3f} were left out (exclusions, provenance or generated-text rules, duplicates, "
-                    "other streams, the domain cap): see rejected.parquet"
-                )
-            else:
-                warnings.append(f"stream {t.name}: no document reaches the threshold {thr[t.name]:.3f}")
 
-    achieved_all = sum(int(r["achieved_tokens"]) for r in stream_rows)
-    if sc.total_tokens == "auto":
-        # the run is the base mix once (if kept) plus the streams as drawn (targets were set from the shares)
-        total = (base_tokens if sc.base_in_mix else 0) + achieved_all
-    elif achieved_all > total:
+
+def _stream_documents(p: _Pool, i: int, b: _Budget) -> tuple[pl.DataFrame, int, int]:
+    """Stream i's documents, their unique tokens and the stream's target tokens."""
+    t = p.up[i]
+    s = p.cand.filter(pl.col("_best") == i).drop("_best").sort("source", "row")
+    unique = int(s["n_tokens"].sum())
+    if t.target_tokens:
+        target = int(t.target_tokens)
+    elif t.target_share:
+        target = round(t.target_share * b.total)
+    else:
+        target = unique
+    return s, unique, target
+
+
+def _repeats(p: _Pool, t: ThemeConfig, s: pl.DataFrame, target: int) -> tuple[np.ndarray, bool]:
+    """Each document's expected repeats towards the stream's target (see expected_repeats), and whether the cap binds."""
+    sc = p.sc
+    tokens = s["n_tokens"].to_numpy()
+    if t.target_tokens or t.target_share:
+        e, capped = expected_repeats(tokens, s[f"score_{t.name}"].to_numpy(), target, sc.max_repeats, sc.rule)
+    else:  # no target: each qualifying document once
+        e, capped = np.ones(len(tokens)), False
+    return e, capped
+
+
+def _sample(p: _Pool, t: ThemeConfig, s: pl.DataFrame, e: np.ndarray) -> pl.DataFrame:
+    """Whole copies from the expected repeats by seeded systematic sampling (see whole_copies), as `repeats`."""
+    seed = p.sc.seed
+    ids = s["doc_id"].to_list()
+    keys = _unit_key(seed, t.name, ids)
+    order = np.argsort(keys, kind="stable")
+    u0 = float(_unit_key(seed, t.name, ["\x00offset"])[0])
+    reps = whole_copies(e, u0, order) if len(e) else np.zeros(0, dtype=np.int64)
+    return s.with_columns(
+        pl.Series("repeats", reps, dtype=pl.Int64), pl.Series("_expected", e, dtype=pl.Float64)
+    )
+
+
+def _refuse_stream_epochs(p: _Pool, t: ThemeConfig, s: pl.DataFrame, b: _Budget, force: bool) -> None:
+    """Refuse, unless forced, a stream whose documents would be seen more than `hard_max_epochs` times."""
+    sc, base_add = p.sc, b.base_add
+    top_reps = int(s["repeats"].to_numpy().max(initial=0))
+    if top_reps and top_reps + base_add > sc.hard_max_epochs and not force:
+        seen = top_reps + base_add
+        if base_add > sc.hard_max_epochs - 1:
+            fix = (
+                f"the base mix alone is read {_num(base_add)} times: --total-tokens {b.total:,} over a scored "
+                f"corpus of {p.base_tokens:,} tokens. Give the training run's real size, or score the whole "
+                "corpus it draws from, or use --no-base-mix if the base is another corpus"
+            )
+        else:
+            fix = "Lower max_repeats or the target"
         raise ManifestError(
-            f"the streams hold {achieved_all:,} tokens, more than --total-tokens {total:,}. Give the training "
+            f"stream {t.name}: documents would be seen {_num(seen)} times ({top_reps} repeats + "
+            f"{_num(base_add)} base pass(es)), past select.hard_max_epochs = {sc.hard_max_epochs} (returns from "
+            f"repetition vanish around 16 epochs). {fix}; or allow it: --force (selector select), "
+            "--force-epochs (selector run)."
+        )
+
+
+def _keep_drawn(
+    p: _Pool, t: ThemeConfig, s: pl.DataFrame, unique: int, target: int, b: _Budget
+) -> pl.DataFrame:
+    """Keep the stream's drawn documents with their weights and reasons, and reject the undrawn ones."""
+    sc, thr, base_add = p.sc, p.thr, b.base_add
+    chosen = s.filter(pl.col("repeats") > 0)
+    not_drawn = s.filter(pl.col("repeats") == 0)
+    p.reject(
+        not_drawn,
+        t.name,
+        pl.format(
+            "not drawn: the stream's target ({} tokens) is below its unique tokens ({}); expected {} copies",
+            pl.lit(f"{target:,}"),
+            pl.lit(f"{unique:,}"),
+            pl.col("_expected").round(2),
+        ),
+    )
+    thr_txt = (
+        f"top {t.top_fraction:g} (score >= {thr[t.name]:.3f})"
+        if t.top_fraction
+        else f"threshold {thr[t.name]:.3f}"
+    )
+    chosen = chosen.with_columns(
+        theme=pl.lit(t.name),
+        weight=(pl.col("repeats") + base_add).cast(pl.Float64),
+        reason=pl.format(
+            f"{t.name}: {{}}; {{}} of at most {sc.max_repeats} repeats{{}}{{}}",
+            pl.when(pl.col(f"score_{t.name}") >= thr[t.name])
+            .then(pl.format(f"score {{}} >= {thr_txt}", pl.col(f"score_{t.name}").round(3)))
+            .otherwise(
+                pl.format(f"score {{}} < {thr_txt} but labelled on", pl.col(f"score_{t.name}").round(3))
+            ),
+            pl.col("repeats"),
+            pl.when(pl.col("repeats") >= sc.max_repeats).then(pl.lit(" (cap reached)")).otherwise(pl.lit("")),
+            pl.when(pl.col(f"_on_{t.name}").fill_null(False))
+            .then(pl.format("; confirmed on by {}", pl.col(f"_why_{t.name}")))
+            .otherwise(pl.lit("")),
+        ),
+    ).drop("_expected")
+    p.docs.append(chosen)
+    return chosen
+
+
+def _record_stream(
+    p: _Pool,
+    t: ThemeConfig,
+    s: pl.DataFrame,
+    chosen: pl.DataFrame,
+    unique: int,
+    target: int,
+    capped: bool,
+    b: _Budget,
+) -> None:
+    """Add the stream's figures (and domains) for the manifest, and warn where it falls short or is empty."""
+    sc, thr, base_add = p.sc, p.thr, b.base_add
+    achieved = int((chosen["n_tokens"] * chosen["repeats"]).sum())
+    sel_unique = int(chosen["n_tokens"].sum())
+    n_candidates = p.n_candidates[t.name]
+    row: dict[str, Any] = {
+        "theme": t.name,
+        "threshold": thr[t.name],
+        "candidates": n_candidates,
+        "qualifying_documents": s.height,
+        "qualifying_tokens": unique,
+        "unique_documents": chosen.height,
+        "unique_tokens": sel_unique,
+        "target_tokens": target,
+        "achieved_tokens": achieved,
+        "epochs": round(achieved / sel_unique, 4) if sel_unique else 0.0,
+        "effective_epochs": round((achieved + base_add * sel_unique) / sel_unique, 4) if sel_unique else 0.0,
+        "cap": sc.max_repeats,
+        "capped": bool(capped),
+        "shortfall_tokens": max(0, target - achieved),
+        "shortfall_share": round(max(0, target - achieved) / target, 4) if target else 0.0,
+    }
+    for x in p.stance:
+        hit = chosen.filter(p.q(x))
+        row[f"{x}_documents"] = hit.height
+        row[f"{x}_tokens"] = int((hit["n_tokens"] * hit["repeats"]).sum())
+    row.update(organic_figures(chosen))
+    p.stream_rows.append(row)
+    p.domains[t.name] = domain_distribution(chosen)
+    if capped:
+        p.warnings.append(
+            f"stream {t.name}: max_repeats = {sc.max_repeats} binds; it reaches {achieved:,} of {target:,} "
+            f"target tokens ({100 * row['shortfall_share']:.1f}% short). Lower the target or find more documents."
+        )
+    if not s.height:
+        if n_candidates:
+            p.warnings.append(
+                f"stream {t.name}: all {n_candidates} document(s) at or above the threshold "
+                f"{thr[t.name]:.3f} were left out (exclusions, provenance or generated-text rules, duplicates, "
+                "other streams, the domain cap): see rejected.parquet"
+            )
+        else:
+            p.warnings.append(f"stream {t.name}: no document reaches the threshold {thr[t.name]:.3f}")
+
+
+def _refuse_overfull(p: _Pool, b: _Budget) -> None:
+    """Refuse streams that, as drawn, hold more tokens than an explicit total."""
+    if p.sc.total_tokens != "auto" and p.achieved > b.total:
+        raise ManifestError(
+            f"the streams hold {p.achieved:,} tokens, more than --total-tokens {b.total:,}. Give the training "
             "run's real size, or lower the targets."
         )
-    base_epochs = (total - achieved_all) / base_tokens if sc.base_in_mix and base_tokens else 0.0
-    if sc.total_tokens != "auto" and sc.base_in_mix and abs(base_epochs - 1) > 0.01:
-        warnings.append(
-            f"with total_tokens {total:,}, the base mix ({base_tokens:,} tokens) fills the rest of the run: "
-            f"{base_epochs:.2f} passes over the scored corpus, which the weights and effective epochs include"
+
+
+def _base_passes(p: _Pool, b: _Budget) -> None:
+    """Settle the run's total and the base mix's passes over the scored corpus, now the streams are drawn."""
+    sc, base_tokens, achieved_all = p.sc, p.base_tokens, p.achieved
+    if sc.total_tokens == "auto":
+        # the run is the base mix once (if kept) plus the streams as drawn (targets were set from the shares)
+        b.total = (base_tokens if sc.base_in_mix else 0) + achieved_all
+    b.base_epochs = (b.total - achieved_all) / base_tokens if sc.base_in_mix and base_tokens else 0.0
+    if sc.total_tokens != "auto" and sc.base_in_mix and abs(b.base_epochs - 1) > 0.01:
+        p.warnings.append(
+            f"with total_tokens {b.total:,}, the base mix ({base_tokens:,} tokens) fills the rest of the run: "
+            f"{b.base_epochs:.2f} passes over the scored corpus, which the weights and effective epochs include"
         )
 
+
+def _assemble(p: _Pool, b: _Budget) -> Selection:
+    """The Selection: the chosen documents, the streams' figures and the rejections, in their manifest schemas."""
+    sc, themes = p.sc, p.cfg.theme_names
+    score_cols = [f"score_{t}" for t in themes]
     doc_cols = [
         "doc_id", "source", "row", "url", "theme", *score_cols, "n_chars", "n_tokens", "repeats", "weight", "reason",
         *PROV_COLUMNS, "text_hash",
@@ -709,30 +885,33 @@ def build_selection(
         "domain": pl.String, "crawl_date": pl.String, "warc_record_id": pl.String, "offset": pl.Int64,
         "payload_digest": pl.String, "content_sha1": pl.String, "text_hash": pl.String, "lang": pl.String, "generated_pattern": pl.String,
     }  # fmt: skip
+    docs = p.docs
     documents = pl.concat([d.select(doc_cols) for d in docs]) if docs else pl.DataFrame(schema=doc_schema)
     documents = documents.cast(doc_schema)  # type: ignore[arg-type]
     rej_schema = {"doc_id": pl.String, "source": pl.String, "row": pl.Int64, "theme": pl.String,
                   "score": pl.Float32, "reason": pl.String}  # fmt: skip
+    rejected = p.rejected
     rej = pl.concat([r.cast(rej_schema) for r in rejected]) if rejected else pl.DataFrame(schema=rej_schema)  # type: ignore[arg-type]
     theme_order = {t: i for i, t in enumerate(themes)}
     rej = rej.sort(pl.col("theme").replace_strict(theme_order, return_dtype=pl.Int64), "source", "row")
-    streams = pl.DataFrame(stream_rows) if stream_rows else pl.DataFrame(schema={"theme": pl.String})
+    streams = pl.DataFrame(p.stream_rows) if p.stream_rows else pl.DataFrame(schema={"theme": pl.String})
+    achieved_all = p.achieved
     return Selection(
         documents=documents,
         streams=streams,
         rejected=rej,
-        thresholds=thr,
-        total_tokens=total,
+        thresholds=p.thr,
+        total_tokens=b.total,
         base={
             "in_mix": sc.base_in_mix,
-            "documents": n_docs,
-            "tokens": base_tokens,
-            "epochs": round(base_epochs, 4),
-            "run_tokens": total - achieved_all if sc.base_in_mix else 0,
+            "documents": p.n_docs,
+            "tokens": p.base_tokens,
+            "epochs": round(b.base_epochs, 4),
+            "run_tokens": b.total - achieved_all if sc.base_in_mix else 0,
         },
-        warnings=warnings,
-        domains=domains,
-        dedup=dedup_info,
+        warnings=p.warnings,
+        domains=p.domains,
+        dedup=p.dedup,
     )
 
 
