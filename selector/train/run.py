@@ -1,17 +1,26 @@
 """Teacher-student training from seeds: `train(inputs, cfg, out_dir)` -> a classifier directory and its card.
 
-1. Sample `train.sample_size` documents of the user's corpus (seeded, order-independent hash sample).
-2. Embed the sample and the seeds. Per theme, faiss ranks the sample by similarity to the positive seeds
-   minus half the similarity to the near misses; the top `train.pseudo_positive_fraction` become pseudo
-   positives (real documents in the corpus's own style, which seeds written by one hand lack). The
-   teacher is a logistic head on the embedding fitted to seeds and pseudo positives versus near misses
-   and the rest of the sample (background); it re-ranks the sample and picks the pseudo positives again,
-   `train.teacher_rounds` times. Its probability >= `train.teacher_threshold`, or being a final pseudo
-   positive, labels a document on-theme.
-3. fastText learns the teacher's labels (plus the seeds and any human labels) on one thread, so the same
-   inputs, seeds and settings give byte-identical models; a held-out split measures it.
-4. Gates are calibrated on the held-out split: the lowest fastText probability per theme that lets at most
-   `cascade.target_embed_fraction / n_themes` of teacher-negative documents through.
+`train` reads the seeds and any human labels (`read_supervision`), then calls one function per step:
+
+1. `draw_sample`: sample `train.sample_size` documents of the user's corpus (seeded, order-independent hash
+   sample, every human-labelled document included).
+2. `embed_sample`, `teach`: embed the sample and the seeds. Per theme, faiss ranks the sample by
+   similarity to the positive seeds minus half the similarity to the near misses; the top
+   `train.pseudo_positive_fraction` become pseudo positives (real documents in the corpus's own style, which
+   seeds written by one hand lack). The teacher (`fit_teacher`) is a logistic head on the embedding fitted
+   to seeds and pseudo positives versus near misses and the rest of the sample (background); it re-ranks
+   the sample and picks the pseudo positives again, `train.teacher_rounds` times. Its probability >=
+   `train.teacher_threshold`, or being a final pseudo positive, labels a document on-theme.
+3. `student_lines`, `train_student`: fastText learns the teacher's labels (plus the seeds and any human
+   labels) on one thread, so the same inputs, seeds and settings give byte-identical models; a held-out split
+   measures it. With `train.distill_size`, it is trained again with the head's labels of further documents
+   (`distill_lines`).
+4. `calibrate`: gates are calibrated on the held-out split: the lowest fastText probability per theme that
+   lets at most `cascade.target_embed_fraction / n_themes` of teacher-negative documents through
+   (`calibrate_gates`); then each theme's selection threshold is fitted to the teacher's labels
+   (`fit_thresholds`).
+5. `save_head`, `make_card`, `write_classifier`: the head, the models and the card are written to a
+   temporary directory beside `out_dir`, which then takes its place in one rename.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -416,6 +425,474 @@ def distill_lines(
     return ft_text, labels, info
 
 
+@dataclass
+class Supervision:
+    """What training learns from besides the corpus: the seeds, the human labels and their files."""
+
+    seeds: list[Seed]
+    labels: LabelSet
+    label_files: list[Path]
+
+
+@dataclass
+class Sample:
+    """The corpus sample: the shards it was drawn from, its documents (doc_id, shard, row, text) and what was
+    read (for the card)."""
+
+    shards: list[Shard]
+    docs: pl.DataFrame
+    info: dict[str, Any]
+
+
+@dataclass
+class Embedded:
+    """The embedder and its embeddings of the seeds and of the sample's documents (in sample order)."""
+
+    embedder: Any
+    seeds: np.ndarray
+    docs: np.ndarray
+
+
+@dataclass
+class Labelled:
+    """The teacher step's output: the seed index, the human labels by sample row (theme -> {row: 0/1}) and the
+    teacher."""
+
+    index: SeedIndex
+    human_rows: dict[str, dict[int, int]]
+    teacher: Teacher
+
+
+@dataclass
+class StudentLines:
+    """What the student learns and is measured on: the held-out split of the sample, the sample's fastText
+    text, the training lines (sample documents outside the split, then the seeds) with their teacher labels,
+    and the split's texts and teacher labels."""
+
+    split: np.ndarray
+    doc_text: list[str]
+    text: list[str]
+    labels: list[list[str]]
+    val_idx: np.ndarray
+    val_text: list[str]
+    val_truth: dict[str, np.ndarray]
+
+
+@dataclass
+class Student:
+    """The kept fastText model(s): file per job, probabilities on the validation split and on the whole sample
+    per theme, whether each job's model is the quantized one and what quantizing cost, the validation figures
+    per theme, the training labels they learnt, and what distillation added."""
+
+    labels: list[list[str]]
+    files: dict[str, str] = field(default_factory=dict)
+    val_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    all_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    quantized: dict[str, bool] = field(default_factory=dict)
+    quant_drop: dict[str, float] = field(default_factory=dict)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    distillation: dict[str, Any] = field(default_factory=lambda: {"documents": 0})
+
+
+@dataclass
+class Calibration:
+    """Per theme the gate and the selection threshold, the share of the validation split some gate passes
+    (None without one), and the warnings for the card."""
+
+    gates: dict[str, float]
+    embed_fraction: float | None
+    thresholds: dict[str, float]
+    warnings: list[str]
+
+
+def read_supervision(cfg: Config, labels_path: LabelPaths) -> Supervision:
+    """Read the human label files (if any) and the configured seeds."""
+    paths = label_paths(labels_path)
+    label_set = read_label_files(paths, cfg.theme_names) if paths else LabelSet()
+    return Supervision(load_seeds(cfg), label_set, paths)
+
+
+def draw_sample(
+    inputs: Sequence[str | Path], cfg: Config, sup: Supervision, progress: Callable[[str], None]
+) -> Sample:
+    """Step 1: find and check the shards and draw the seeded sample, every human-labelled document in it."""
+    tc = cfg.train
+    shards = discover_shards(inputs)
+    for sh in shards:
+        check_shard(sh, cfg.read)
+    progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
+    sample, read_info = sample_corpus(shards, cfg, tc.sample_size, tc.seed, {d for d, _ in sup.labels.labels})
+    progress(
+        f"sampled {sample.height:,} of {read_info['documents_read']:,} documents; embedding them and "
+        f"{len(sup.seeds)} seeds with {cfg.embedding.model}"
+    )
+    return Sample(shards, sample, read_info)
+
+
+def embed_sample(cfg: Config, sup: Supervision, sample: Sample, progress: Callable[[str], None]) -> Embedded:
+    """Step 2a: embed the seeds, then the sample's documents in batches, reporting the rate."""
+    embedder = make_embedder(cfg.embedding)  # looked up at call time: scripts/label_curve.py replaces it
+    seed_emb = embedder.encode([s.text for s in sup.seeds])
+    texts = sample.docs["text"].to_list()
+    n = len(texts)
+    chunks = []
+    t_emb = time.time()
+    step = 1024
+    for i in range(0, n, step):
+        chunks.append(embedder.encode(texts[i : i + step]))
+        done = min(i + step, n)
+        rate = done / max(time.time() - t_emb, 1e-9)
+        progress(f"embedded {done:,}/{n:,} sample documents ({rate:.0f} docs/s)")
+    doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
+    return Embedded(embedder, seed_emb, doc_emb)
+
+
+def teach(
+    cfg: Config, sup: Supervision, sample: Sample, emb: Embedded, progress: Callable[[str], None]
+) -> Labelled:
+    """Step 2b: index the seeds, find the human labels' rows in the sample and fit the teacher."""
+    themes = cfg.theme_names
+    index = seed_index(themes, sup.seeds, emb.seeds, cfg.cascade.knn)
+    ev_docs = index.evidence(emb.docs)
+
+    human = sup.labels.labels
+    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
+    for i, d in enumerate(sample.docs["doc_id"].to_list()):
+        for t in themes:
+            if (d, t) in human:
+                human_rows[t][i] = human[(d, t)]
+
+    teacher = fit_teacher(themes, sup.seeds, emb.seeds, emb.docs, ev_docs, human_rows, cfg.train, progress)
+    return Labelled(index, human_rows, teacher)
+
+
+def student_lines(cfg: Config, sup: Supervision, sample: Sample, teacher: Teacher) -> StudentLines:
+    """Step 3a: split off the seeded validation documents and label the rest, and the seeds, as the teacher
+    does."""
+    themes = cfg.theme_names
+    tc = cfg.train
+    docs = sample.docs
+    split = np.array(
+        [
+            seeded_key(tc.seed, "split", sh, r) / 2**64 < tc.validation_fraction
+            for sh, r in zip(docs["shard"].to_list(), docs["row"].to_list(), strict=True)
+        ]
+    )
+    ft_doc_text = fasttext_input(docs["text"], cfg.fasttext.max_chars)
+    ft_seed_text = fasttext_input(pl.Series([s.text for s in sup.seeds]), cfg.fasttext.max_chars)
+    train_text = [x for x, v in zip(ft_doc_text, split, strict=True) if not v] + ft_seed_text
+    train_labels = [[t for t in themes if teacher.doc[t][i]] for i in range(docs.height) if not split[i]] + [
+        [t for t in themes if teacher.seed[t][j]] for j in range(len(sup.seeds))
+    ]
+    val_idx = np.flatnonzero(split)
+    val_text = [ft_doc_text[i] for i in val_idx]
+    val_truth = {t: teacher.doc[t][val_idx] for t in themes}
+    return StudentLines(split, ft_doc_text, train_text, train_labels, val_idx, val_text, val_truth)
+
+
+def line_repeats(labels: list[list[str]], themes: Sequence[str], tc: TrainConfig) -> list[int]:
+    """How many times each training line is written to the fastText file."""
+    # lines carrying a theme are repeated so each theme reaches about `positive_share` of the file
+    n_lines = len(labels)
+    pos_counts = Counter(t for ll in labels for t in ll)
+    rep_of = {
+        t: min(MAX_REPEAT, math.ceil(tc.positive_share * n_lines / max(pos_counts[t], 1))) for t in themes
+    }
+    return [max([1, *(rep_of[t] for t in ll)]) for ll in labels]
+
+
+def fit_students(
+    cfg: Config,
+    lines: StudentLines,
+    train_text: list[str],
+    train_labels: list[list[str]],
+    tmp: Path,
+    progress: Callable[[str], None],
+) -> Student:
+    """Train the fastText student(s) on these lines into `tmp`; keep the model(s) and their figures."""
+    themes = cfg.theme_names
+    val_text, val_truth = lines.val_text, lines.val_truth
+    reps = line_repeats(train_labels, themes, cfg.train)
+    st = Student(train_labels)
+    jobs: list[tuple[str, str, list[list[str]]]]
+    if cfg.fasttext.mode == "ova":
+        jobs = [("ova", "fasttext", train_labels)]
+    else:
+        jobs = [
+            (t, f"fasttext-{t}", [["pos"] if t in ll else ["neg"] for ll in train_labels]) for t in themes
+        ]
+    for key, stem, job_labels in jobs:
+        train_file = tmp / f"{stem}.train.txt"
+        n_written = _write_fasttext_file(train_file, train_text, job_labels, reps, cfg.train.seed)
+        loss = "ova" if key == "ova" else "softmax"
+        progress(f"training fastText ({key}) on {n_written:,} lines")
+        bin_path, ftz_path = tmp / f"{stem}.bin", tmp / f"{stem}.ftz"
+        want_q = cfg.fasttext.quantize and len(val_text) > 0
+        _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
+
+        full = fasttext_probs(load_fasttext(bin_path), val_text, themes, key)
+        suffix = ".bin"
+        if want_q:
+            q = fasttext_probs(load_fasttext(ftz_path), val_text, themes, key)
+            drops = [
+                average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
+                for t in full
+                if val_truth[t].any()
+            ]
+            st.quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
+            if st.quant_drop[key] < cfg.fasttext.max_quantize_ap_drop:
+                suffix, full = ".ftz", q
+        (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
+        st.quantized[key] = suffix == ".ftz"
+        fname = stem + suffix
+        st.files[key] = fname
+        st.val_probs.update(full)
+        # the kept model on the whole sample, for selection thresholds when validation is too small
+        st.all_probs.update(fasttext_probs(load_fasttext(tmp / fname), lines.doc_text, themes, key))
+        for t, p in full.items():
+            truth = val_truth[t]
+            prec, rec = precision_recall_at(p, truth, 0.5)
+            st.val_metrics[t] = {
+                "n_validation": len(val_text),
+                "n_positive": int(truth.sum()),
+                "average_precision": round(average_precision(p, truth), 4) if truth.any() else None,
+                "precision_at_0.5": None if prec is None else round(prec, 4),
+                "recall_at_0.5": None if rec is None else round(rec, 4),
+            }
+        os.remove(train_file)
+    return st
+
+
+def train_student(
+    cfg: Config,
+    sample: Sample,
+    emb: Embedded,
+    teacher: Teacher,
+    lines: StudentLines,
+    tmp: Path,
+    progress: Callable[[str], None],
+) -> Student:
+    """Step 3b: train the fastText student, then, with `train.distill_size`, train it again with the head's
+    labels of further documents added."""
+    st = fit_students(cfg, lines, lines.text, lines.labels, tmp, progress)
+    if cfg.train.distill_size > 0:
+        extra_text, extra_labels, distill_info = distill_lines(
+            sample.shards, cfg, sample.docs, emb.embedder, teacher.heads, st.files, tmp, progress
+        )
+        if extra_text:
+            for fname in st.files.values():  # the first student is replaced
+                (tmp / fname).unlink(missing_ok=True)
+            st = fit_students(cfg, lines, lines.text + extra_text, lines.labels + extra_labels, tmp, progress)
+        st.distillation = distill_info
+    return st
+
+
+def calibrate_gates(cfg: Config, lines: StudentLines, st: Student) -> tuple[dict[str, float], float | None]:
+    """Step 4a: each theme's gate (and the recall at it, into the validation figures) and the share of the
+    validation split some gate passes."""
+    themes = cfg.theme_names
+    val_probs, val_truth, n_val = st.val_probs, lines.val_truth, len(lines.val_text)
+    per_theme = cfg.cascade.target_embed_fraction / len(themes)
+    gates: dict[str, float] = {}
+    for t in themes:
+        negs = np.sort(val_probs[t][~val_truth[t]])[::-1] if n_val else np.zeros(0)
+        m_allowed = int(math.floor(per_theme * len(negs)))
+        if len(negs) == 0:
+            gates[t] = 0.5
+        elif m_allowed >= len(negs):
+            gates[t] = 0.0
+        else:
+            gates[t] = float(np.nextafter(np.float32(negs[m_allowed]), np.float32(1.0)))
+        truth = val_truth[t]
+        st.val_metrics[t]["gate"] = round(gates[t], 6)
+        st.val_metrics[t]["recall_at_gate"] = (
+            round(float((val_probs[t][truth] >= gates[t]).mean()), 4) if truth.any() else None
+        )
+    if not n_val:
+        return gates, None
+    passed = np.zeros(n_val, dtype=bool)
+    for t in themes:
+        passed |= val_probs[t] >= gates[t]
+    return gates, round(float(passed.mean()), 4)
+
+
+def fit_thresholds(
+    cfg: Config,
+    emb: Embedded,
+    labelled: Labelled,
+    lines: StudentLines,
+    st: Student,
+    gates: dict[str, float],
+    progress: Callable[[str], None],
+) -> tuple[dict[str, float], list[str]]:
+    """Step 4b: each theme's selection threshold (and its figures, into the validation figures) and the
+    warnings for themes with too few teacher positives to fit one."""
+    # where the cascade score agrees best (F1) with the teacher's own labels (pseudo positives, head
+    # probability >= teacher_threshold, human labels; not the student's extra positives, which are there for
+    # recall): on the held-out split when it holds enough of them, else on the whole sample (small corpora)
+    themes = cfg.theme_names
+    heads, human_rows, head_info = labelled.teacher.heads, labelled.human_rows, labelled.teacher.info
+    xd = emb.docs.astype(np.float64)
+    w_emb = cfg.cascade.embedding_weight
+    all_passed = np.zeros(len(xd), dtype=bool)
+    for t in themes:
+        all_passed |= st.all_probs[t] >= gates[t]
+    thresholds: dict[str, float] = {}
+    warnings: list[str] = []
+    for t in themes:
+        s_all = np.clip(
+            w_emb * np.where(all_passed, predict_logistic(xd, *heads[t]), 0.0)
+            + (1 - w_emb) * st.all_probs[t],
+            0,
+            1,
+        )
+        truth_all = labelled.teacher.strict[t]
+        where = "validation"
+        s_fit, truth_fit = s_all[lines.val_idx], truth_all[lines.val_idx]
+        lab_rows = np.array(sorted(human_rows[t]), dtype=np.int64)
+        lab_pos = int(sum(human_rows[t].values()))
+        if head_info[t]["fitted_on"].startswith("labels") and lab_pos >= MIN_VALIDATION_POSITIVES:
+            # a theme learnt from labels: its threshold agrees best with the labels themselves
+            where, s_fit, truth_fit = "labels", s_all[lab_rows], truth_all[lab_rows]
+        elif int(truth_fit.sum()) < MIN_VALIDATION_POSITIVES:
+            where, s_fit, truth_fit = "whole sample", s_all, truth_all
+        if int(truth_fit.sum()) < MIN_THRESHOLD_POSITIVES:
+            thr, prec, rec = 0.5, None, None
+            where = "default"
+            warnings.append(
+                f"{t}: {int(truth_fit.sum())} teacher positive(s) in the sample, fewer than "
+                f"{MIN_THRESHOLD_POSITIVES}: its selection threshold falls back to 0.5. Train on a larger "
+                "corpus, raise train.pseudo_positive_fraction if the corpus is rich in the theme "
+                "(configs/demo.toml), or select with --threshold / --top-fraction."
+            )
+            progress(f"warning: {warnings[-1]}")
+        else:
+            thr, prec, rec = best_f1_threshold(s_fit, truth_fit)
+        thresholds[t] = thr
+        m = st.val_metrics[t]
+        m["threshold"] = round(thr, 6)
+        m["threshold_fitted_on"] = where
+        m["threshold_positives"] = int(truth_fit.sum())
+        m["precision_at_threshold"] = None if prec is None else round(prec, 4)
+        m["recall_at_threshold"] = None if rec is None else round(rec, 4)
+    return thresholds, warnings
+
+
+def calibrate(
+    cfg: Config,
+    emb: Embedded,
+    labelled: Labelled,
+    lines: StudentLines,
+    st: Student,
+    progress: Callable[[str], None],
+) -> Calibration:
+    """Step 4: calibrate the gates on the validation split, then the selection thresholds."""
+    gates, embed_fraction = calibrate_gates(cfg, lines, st)
+    thresholds, warnings = fit_thresholds(cfg, emb, labelled, lines, st, gates, progress)
+    return Calibration(gates, embed_fraction, thresholds, warnings)
+
+
+def save_head(tmp: Path, themes: Sequence[str], labelled: Labelled) -> None:
+    """Step 5a: write each theme's teacher head and seed vectors to `tmp`/head.npz."""
+    heads = labelled.teacher.heads
+    arrays: dict[str, np.ndarray] = {}
+    for t in themes:
+        arrays[f"coef_{t}"] = heads[t][0]
+        arrays[f"bias_{t}"] = np.array(heads[t][1])
+        arrays[f"pos_{t}"] = labelled.index.pos[t]
+        arrays[f"neg_{t}"] = labelled.index.neg[t]
+    np.savez(tmp / HEAD, **arrays)  # type: ignore[arg-type]
+
+
+def make_card(
+    cfg: Config,
+    tmp: Path,
+    t0: float,
+    sup: Supervision,
+    sample: Sample,
+    emb: Embedded,
+    labelled: Labelled,
+    lines: StudentLines,
+    st: Student,
+    cal: Calibration,
+) -> dict[str, Any]:
+    """Step 5b: the card of the classifier in `tmp` (its files already written) trained since `t0`."""
+    themes = cfg.theme_names
+    seeds, paths, index, split = sup.seeds, sup.label_files, labelled.index, lines.split
+    return {
+        "selector_version": __version__,
+        "themes": themes,
+        "files": {"fasttext": st.files, "head": HEAD},
+        "fingerprint": classifier_fingerprint(tmp, [*st.files.values(), HEAD]),
+        "trained_on": {
+            **sample.info,
+            "sample_size": sample.docs.height,
+            "n_train": int((~split).sum()),
+            "n_validation": int(split.sum()),
+            "human_labels": len(sup.labels.labels),
+            "human_labels_file": ", ".join(map(str, paths)) if paths else None,
+            "human_labels_sha256": labels_fingerprint(paths),
+            "labels_in_sample": sum(len(v) for v in labelled.human_rows.values()),
+        },
+        "label_sources": sup.labels.info,
+        "seeds": {
+            t: {
+                "file": cfg.theme(t).seeds.name,
+                "sha256": h,
+                "positive": sum(1 for s in seeds if s.theme == t and s.label == "positive"),
+                "near_miss": sum(1 for s in seeds if s.theme == t and s.label == "near_miss"),
+                "positive_ids": index.pos_ids[t],
+            }
+            for t, h in seed_hashes(cfg).items()
+        },
+        "label_counts": {
+            t: {
+                "train_positive": int(sum(t in ll for ll in st.labels)),
+                "train_negative": int(sum(t not in ll for ll in st.labels)),
+                "validation_positive": int(lines.val_truth[t].sum()),
+            }
+            for t in themes
+        },
+        "teacher": labelled.teacher.info,
+        "distillation": st.distillation,
+        "validation": st.val_metrics,
+        "gates": cal.gates,
+        "thresholds": cal.thresholds,
+        "warnings": cal.warnings,
+        "validation_embed_fraction": cal.embed_fraction,
+        "quantized": st.quantized,
+        "quantization_mean_ap_drop": st.quant_drop,
+        "embedding": {
+            "model": cfg.embedding.model,
+            "max_tokens": cfg.embedding.max_tokens,
+            "dim": int(emb.seeds.shape[1]),
+        },
+        "fasttext": {**cfg.fasttext.__dict__},
+        "train": {**cfg.train.__dict__},
+        "cascade": {
+            "knn": cfg.cascade.knn,
+            "target_embed_fraction": cfg.cascade.target_embed_fraction,
+            # the weight the thresholds were calibrated with
+            "embedding_weight": cfg.cascade.embedding_weight,
+        },
+        "config_hash": cfg.training_hash(),
+        "determinism": "fastText is trained on fasttext.threads threads (default 1, the only setting under "
+        "which it is deterministic); sampling, splitting and the head are seeded or exact.",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def write_classifier(out: Path, tmp: Path, card: dict[str, Any]) -> None:
+    """Step 5c: write the card into `tmp` and put `tmp` in place of `out` (never over a directory that is
+    not a classifier)."""
+    (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    if out.exists():
+        if not (out / CARD).exists() and any(out.iterdir()):
+            raise SelectorError(f"{out} exists and is not a classifier directory; choose another --out.")
+    replace_dir(tmp, out)
+
+
 def train(
     inputs: Sequence[str | Path],
     cfg: Config,
@@ -426,309 +903,21 @@ def train(
     """Train a classifier on `inputs` from the configured seeds and any labels (one CSV or several; a
     person's label beats an annotator's); write it to `out_dir`; return its card."""
     t0 = time.time()
-    themes = cfg.theme_names
-    tc = cfg.train
-    paths = label_paths(labels_path)
-    label_set = read_label_files(paths, themes) if paths else LabelSet()
-    human = label_set.labels
-    seeds = load_seeds(cfg)
-
-    shards = discover_shards(inputs)
-    for sh in shards:
-        check_shard(sh, cfg.read)
-    progress(f"sampling up to {tc.sample_size:,} documents from {len(shards)} shard(s)")
-    sample, read_info = sample_corpus(shards, cfg, tc.sample_size, tc.seed, {d for d, _ in human})
-    n = sample.height
-    progress(
-        f"sampled {n:,} of {read_info['documents_read']:,} documents; embedding them and "
-        f"{len(seeds)} seeds with {cfg.embedding.model}"
-    )
-
-    embedder = make_embedder(cfg.embedding)
-    seed_emb = embedder.encode([s.text for s in seeds])
-    texts = sample["text"].to_list()
-    chunks = []
-    t_emb = time.time()
-    step = 1024
-    for i in range(0, n, step):
-        chunks.append(embedder.encode(texts[i : i + step]))
-        done = min(i + step, n)
-        rate = done / max(time.time() - t_emb, 1e-9)
-        progress(f"embedded {done:,}/{n:,} sample documents ({rate:.0f} docs/s)")
-    doc_emb = np.vstack(chunks) if chunks else np.zeros((0, seed_emb.shape[1]), dtype=np.float32)
-
-    # --- the seed index and the teacher -------------------------------------------------------------
-    index = seed_index(themes, seeds, seed_emb, cfg.cascade.knn)
-    ev_docs = index.evidence(doc_emb)
-
-    doc_ids = sample["doc_id"].to_list()
-    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
-    for i, d in enumerate(doc_ids):
-        for t in themes:
-            if (d, t) in human:
-                human_rows[t][i] = human[(d, t)]
-
-    teacher = fit_teacher(themes, seeds, seed_emb, doc_emb, ev_docs, human_rows, tc, progress)
-    heads, teacher_doc, teacher_strict, teacher_seed, head_info = (
-        teacher.heads,
-        teacher.doc,
-        teacher.strict,
-        teacher.seed,
-        teacher.info,
-    )
-    xd = doc_emb.astype(np.float64)
-
-    # --- fastText -----------------------------------------------------------------------------------
-    split = np.array(
-        [
-            seeded_key(tc.seed, "split", sh, r) / 2**64 < tc.validation_fraction
-            for sh, r in zip(sample["shard"].to_list(), sample["row"].to_list(), strict=True)
-        ]
-    )
-    ft_doc_text = fasttext_input(sample["text"], cfg.fasttext.max_chars)
-    ft_seed_text = fasttext_input(pl.Series([s.text for s in seeds]), cfg.fasttext.max_chars)
-    train_text = [x for x, v in zip(ft_doc_text, split, strict=True) if not v] + ft_seed_text
-    train_labels = [[t for t in themes if teacher_doc[t][i]] for i in range(n) if not split[i]] + [
-        [t for t in themes if teacher_seed[t][j]] for j in range(len(seeds))
-    ]
-    val_idx = np.flatnonzero(split)
-    val_text = [ft_doc_text[i] for i in val_idx]
-    val_truth = {t: teacher_doc[t][val_idx] for t in themes}
-
-    # lines carrying a theme are repeated so each theme reaches about `positive_share` of the file
-    n_lines = len(train_text)
-    pos_counts = Counter(t for ll in train_labels for t in ll)
-    rep_of = {
-        t: min(MAX_REPEAT, math.ceil(tc.positive_share * n_lines / max(pos_counts[t], 1))) for t in themes
-    }
-    reps = [max([1, *(rep_of[t] for t in ll)]) for ll in train_labels]
+    sup = read_supervision(cfg, labels_path)
+    sample = draw_sample(inputs, cfg, sup, progress)
+    emb = embed_sample(cfg, sup, sample, progress)
+    labelled = teach(cfg, sup, sample, emb, progress)
+    lines = student_lines(cfg, sup, sample, labelled.teacher)
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, ".train-")
     try:
-        files: dict[str, str] = {}
-        val_probs: dict[str, np.ndarray] = {}  # the kept model's validation probabilities, per theme
-        all_probs: dict[str, np.ndarray] = {}  # ... and on every sample document
-        quantized: dict[str, bool] = {}
-        quant_drop: dict[str, float] = {}
-        val_metrics: dict[str, Any] = {}
-
-        def fit_students(train_text: list[str], train_labels: list[list[str]], reps: list[int]) -> None:
-            """Train the fastText student(s) on these lines; keep the model(s) and their validation figures."""
-            jobs: list[tuple[str, str, list[list[str]]]]
-            if cfg.fasttext.mode == "ova":
-                jobs = [("ova", "fasttext", train_labels)]
-            else:
-                jobs = [
-                    (t, f"fasttext-{t}", [["pos"] if t in ll else ["neg"] for ll in train_labels])
-                    for t in themes
-                ]
-            for key, stem, job_labels in jobs:
-                train_file = tmp / f"{stem}.train.txt"
-                n_written = _write_fasttext_file(train_file, train_text, job_labels, reps, tc.seed)
-                loss = "ova" if key == "ova" else "softmax"
-                progress(f"training fastText ({key}) on {n_written:,} lines")
-                bin_path, ftz_path = tmp / f"{stem}.bin", tmp / f"{stem}.ftz"
-                want_q = cfg.fasttext.quantize and len(val_text) > 0
-                _train_fasttext(train_file, cfg, loss, bin_path, ftz_path if want_q else None)
-
-                full = fasttext_probs(load_fasttext(bin_path), val_text, themes, key)
-                suffix = ".bin"
-                if want_q:
-                    q = fasttext_probs(load_fasttext(ftz_path), val_text, themes, key)
-                    drops = [
-                        average_precision(full[t], val_truth[t]) - average_precision(q[t], val_truth[t])
-                        for t in full
-                        if val_truth[t].any()
-                    ]
-                    quant_drop[key] = round(float(np.mean(drops)), 4) if drops else 0.0
-                    if quant_drop[key] < cfg.fasttext.max_quantize_ap_drop:
-                        suffix, full = ".ftz", q
-                (bin_path if suffix == ".ftz" else ftz_path).unlink(missing_ok=True)
-                quantized[key] = suffix == ".ftz"
-                fname = stem + suffix
-                files[key] = fname
-                val_probs.update(full)
-                # the kept model on the whole sample, for selection thresholds when validation is too small
-                all_probs.update(fasttext_probs(load_fasttext(tmp / fname), ft_doc_text, themes, key))
-                for t, p in full.items():
-                    truth = val_truth[t]
-                    prec, rec = precision_recall_at(p, truth, 0.5)
-                    val_metrics[t] = {
-                        "n_validation": len(val_text),
-                        "n_positive": int(truth.sum()),
-                        "average_precision": round(average_precision(p, truth), 4) if truth.any() else None,
-                        "precision_at_0.5": None if prec is None else round(prec, 4),
-                        "recall_at_0.5": None if rec is None else round(rec, 4),
-                    }
-                os.remove(train_file)
-
-        fit_students(train_text, train_labels, reps)
-        distill_info: dict[str, Any] = {"documents": 0}
-        if tc.distill_size > 0:
-            extra_text, extra_labels, distill_info = distill_lines(
-                shards, cfg, sample, embedder, heads, files, tmp, progress
-            )
-            if extra_text:
-                train_text, train_labels = train_text + extra_text, train_labels + extra_labels
-                pos_counts = Counter(t for ll in train_labels for t in ll)
-                rep_of = {
-                    t: min(MAX_REPEAT, math.ceil(tc.positive_share * len(train_text) / max(pos_counts[t], 1)))
-                    for t in themes
-                }
-                reps = [max([1, *(rep_of[t] for t in ll)]) for ll in train_labels]
-                for fname in files.values():  # the first student is replaced
-                    (tmp / fname).unlink(missing_ok=True)
-                fit_students(train_text, train_labels, reps)
-
-        # --- gates ------------------------------------------------------------------------------------
-        per_theme = cfg.cascade.target_embed_fraction / len(themes)
-        gates: dict[str, float] = {}
-        for t in themes:
-            negs = np.sort(val_probs[t][~val_truth[t]])[::-1] if len(val_text) else np.zeros(0)
-            m_allowed = int(math.floor(per_theme * len(negs)))
-            if len(negs) == 0:
-                gates[t] = 0.5
-            elif m_allowed >= len(negs):
-                gates[t] = 0.0
-            else:
-                gates[t] = float(np.nextafter(np.float32(negs[m_allowed]), np.float32(1.0)))
-            truth = val_truth[t]
-            val_metrics[t]["gate"] = round(gates[t], 6)
-            val_metrics[t]["recall_at_gate"] = (
-                round(float((val_probs[t][truth] >= gates[t]).mean()), 4) if truth.any() else None
-            )
-        if len(val_text):
-            passed = np.zeros(len(val_text), dtype=bool)
-            for t in themes:
-                passed |= val_probs[t] >= gates[t]
-            embed_fraction = round(float(passed.mean()), 4)
-        else:
-            passed = np.zeros(0, dtype=bool)
-            embed_fraction = None
-
-        # --- selection thresholds: where the cascade score agrees best (F1) with the teacher's own labels
-        # (pseudo positives, head probability >= teacher_threshold, human labels; not the student's extra
-        # positives, which are there for recall): on the held-out split when it holds enough of them, else
-        # on the whole sample (small corpora) ------------------------------------------------------------
-        w_emb = cfg.cascade.embedding_weight
-        all_passed = np.zeros(n, dtype=bool)
-        for t in themes:
-            all_passed |= all_probs[t] >= gates[t]
-        thresholds: dict[str, float] = {}
-        warnings: list[str] = []
-        for t in themes:
-            s_all = np.clip(
-                w_emb * np.where(all_passed, predict_logistic(xd, *heads[t]), 0.0)
-                + (1 - w_emb) * all_probs[t],
-                0,
-                1,
-            )
-            truth_all = teacher_strict[t]
-            where = "validation"
-            s_fit, truth_fit = s_all[val_idx], truth_all[val_idx]
-            lab_rows = np.array(sorted(human_rows[t]), dtype=np.int64)
-            lab_pos = int(sum(human_rows[t].values()))
-            if head_info[t]["fitted_on"].startswith("labels") and lab_pos >= MIN_VALIDATION_POSITIVES:
-                # a theme learnt from labels: its threshold agrees best with the labels themselves
-                where, s_fit, truth_fit = "labels", s_all[lab_rows], truth_all[lab_rows]
-            elif int(truth_fit.sum()) < MIN_VALIDATION_POSITIVES:
-                where, s_fit, truth_fit = "whole sample", s_all, truth_all
-            if int(truth_fit.sum()) < MIN_THRESHOLD_POSITIVES:
-                thr, prec, rec = 0.5, None, None
-                where = "default"
-                warnings.append(
-                    f"{t}: {int(truth_fit.sum())} teacher positive(s) in the sample, fewer than "
-                    f"{MIN_THRESHOLD_POSITIVES}: its selection threshold falls back to 0.5. Train on a larger "
-                    "corpus, raise train.pseudo_positive_fraction if the corpus is rich in the theme "
-                    "(configs/demo.toml), or select with --threshold / --top-fraction."
-                )
-                progress(f"warning: {warnings[-1]}")
-            else:
-                thr, prec, rec = best_f1_threshold(s_fit, truth_fit)
-            thresholds[t] = thr
-            val_metrics[t]["threshold"] = round(thr, 6)
-            val_metrics[t]["threshold_fitted_on"] = where
-            val_metrics[t]["threshold_positives"] = int(truth_fit.sum())
-            val_metrics[t]["precision_at_threshold"] = None if prec is None else round(prec, 4)
-            val_metrics[t]["recall_at_threshold"] = None if rec is None else round(rec, 4)
-
-        # --- head and card ----------------------------------------------------------------------------
-        arrays: dict[str, np.ndarray] = {}
-        for t in themes:
-            arrays[f"coef_{t}"] = heads[t][0]
-            arrays[f"bias_{t}"] = np.array(heads[t][1])
-            arrays[f"pos_{t}"] = index.pos[t]
-            arrays[f"neg_{t}"] = index.neg[t]
-        np.savez(tmp / HEAD, **arrays)  # type: ignore[arg-type]
-        all_files = [*files.values(), HEAD]
-        card = {
-            "selector_version": __version__,
-            "themes": themes,
-            "files": {"fasttext": files, "head": HEAD},
-            "fingerprint": classifier_fingerprint(tmp, all_files),
-            "trained_on": {
-                **read_info,
-                "sample_size": n,
-                "n_train": int((~split).sum()),
-                "n_validation": int(split.sum()),
-                "human_labels": len(human),
-                "human_labels_file": ", ".join(map(str, paths)) if paths else None,
-                "human_labels_sha256": labels_fingerprint(paths),
-                "labels_in_sample": sum(len(v) for v in human_rows.values()),
-            },
-            "label_sources": label_set.info,
-            "seeds": {
-                t: {
-                    "file": cfg.theme(t).seeds.name,
-                    "sha256": h,
-                    "positive": sum(1 for s in seeds if s.theme == t and s.label == "positive"),
-                    "near_miss": sum(1 for s in seeds if s.theme == t and s.label == "near_miss"),
-                    "positive_ids": index.pos_ids[t],
-                }
-                for t, h in seed_hashes(cfg).items()
-            },
-            "label_counts": {
-                t: {
-                    "train_positive": int(sum(t in ll for ll in train_labels)),
-                    "train_negative": int(sum(t not in ll for ll in train_labels)),
-                    "validation_positive": int(val_truth[t].sum()),
-                }
-                for t in themes
-            },
-            "teacher": head_info,
-            "distillation": distill_info,
-            "validation": val_metrics,
-            "gates": gates,
-            "thresholds": thresholds,
-            "warnings": warnings,
-            "validation_embed_fraction": embed_fraction,
-            "quantized": quantized,
-            "quantization_mean_ap_drop": quant_drop,
-            "embedding": {
-                "model": cfg.embedding.model,
-                "max_tokens": cfg.embedding.max_tokens,
-                "dim": int(seed_emb.shape[1]),
-            },
-            "fasttext": {**cfg.fasttext.__dict__},
-            "train": {**cfg.train.__dict__},
-            "cascade": {
-                "knn": cfg.cascade.knn,
-                "target_embed_fraction": cfg.cascade.target_embed_fraction,
-                "embedding_weight": w_emb,  # the weight the thresholds were calibrated with
-            },
-            "config_hash": cfg.training_hash(),
-            "determinism": "fastText is trained on fasttext.threads threads (default 1, the only setting under "
-            "which it is deterministic); sampling, splitting and the head are seeded or exact.",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.time() - t0, 1),
-        }
-        (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-        if out.exists():
-            if not (out / CARD).exists() and any(out.iterdir()):
-                raise SelectorError(f"{out} exists and is not a classifier directory; choose another --out.")
-        replace_dir(tmp, out)
+        st = train_student(cfg, sample, emb, labelled.teacher, lines, tmp, progress)
+        cal = calibrate(cfg, emb, labelled, lines, st, progress)
+        save_head(tmp, cfg.theme_names, labelled)
+        card = make_card(cfg, tmp, t0, sup, sample, emb, labelled, lines, st, cal)
+        write_classifier(out, tmp, card)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
