@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from selector.core import config as config_module
-
 from cli_reference import rewrite_between
+
+from selector.core import config as config_module
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"

@@ -115,7 +115,7 @@ def test_no_import_cycle() -> None:
 
 
 def test_package_inits_import_nothing() -> None:
-    """Importing `selector.score.cascade` must not load the rest of `score/` (or torch with it)."""
+    """Importing one module of a stage must not load the whole stage through its `__init__`."""
     for path in MODULES.values():
         if path.name == "__init__.py":
             assert not imports(path), f"{path} imports; keep stage __init__ files to their docstring"

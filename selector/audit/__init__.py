@@ -1,1 +1,1 @@
-"""Stage 5, audit: the audit report, the static audit page, and evaluation against labels."""
+"""Stage 5, audit: the audit report, the static audit page, evaluation against labels, the keyword baseline."""

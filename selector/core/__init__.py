@@ -1,1 +1,1 @@
-"""Shared by every stage: the typed config, errors, paths, label files, metrics and seeded keys."""
+"""Shared by every stage: the typed config, errors, paths and file hashes, label files, metrics, seeded keys, fastText loading."""

@@ -120,7 +120,9 @@ class SelectConfig:
     max_domain_share: float = 0.2  # no domain holds more of a stream's unique tokens (1 = off)...
     domain_cap_min_documents: int = 20  # ...but the cap never leaves a stream fewer documents than this
     require_provenance: bool = False  # only documents with a URL and a crawl date
-    exclude_generated: bool = False  # leave out documents matching a generated-text pattern (organic.py)
+    exclude_generated: bool = (
+        False  # leave out documents matching a generated-text pattern (selector/score/organic.py)
+    )
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent.parent  # selector/
 _REPO = _PKG.parent
+# in an installed wheel _REPO is site-packages, whose configs/ (if any) belongs to someone else
+_CHECKOUT = (_REPO / "pyproject.toml").is_file()
 
 
 def _first_existing(*candidates: Path) -> Path:
+    """The first candidate that exists (a checkout's own file, else the wheel's copy); checkout paths count
+    only in a checkout."""
     for c in candidates:
+        if not _CHECKOUT and c.is_relative_to(_REPO) and not c.is_relative_to(_PKG):
+            continue
         if c.exists():
             return c
     return candidates[0]
@@ -99,3 +106,12 @@ def foreign_files_message(out: Path, foreign: list[str], command: str, consequen
         f"{out} holds {foreign[0]}{more}, which `{command}` did not write and {consequence}. Move "
         f"{'them' if more else 'it'} out of {out}, or choose another --out."
     )
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks: what cards and manifests name a file by."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

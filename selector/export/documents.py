@@ -34,8 +34,7 @@ import polars as pl
 from selector import __version__
 from selector.core.config import ReadConfig
 from selector.core.errors import ManifestError, SelectorError
-from selector.core.fasttext import file_sha256
-from selector.core.paths import replace_dir
+from selector.core.paths import file_sha256, replace_dir
 from selector.read.back import check_inputs, matched_rows, read_config
 from selector.read.formats import Shard
 from selector.select.manifest import load_manifest

@@ -1,1 +1,1 @@
-"""Stage 1, read: documents from WARC/WET, JSONL, Parquet and text shards, and back from a manifest."""
+"""Stage 1, read: documents from WARC/WET, JSONL/JSON and Parquet shards, and selected ones read back again."""

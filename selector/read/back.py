@@ -1,5 +1,6 @@
 """Read selected documents back from the inputs they were scored from, after checking each input is
-unchanged: what deduplication, the audit and materialize read texts with."""
+unchanged: what deduplication, the audit, materialize, the dolma export and the labelling plan read
+texts with."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from selector.read.formats import Shard, read_shard, source_exists, stat_source
 log = logging.getLogger(__name__)
 
 
-RERUN = "Re-run `selector score` and `selector select` on the current inputs, then materialize again."
+RERUN = "Re-run `selector score` and `selector select` on the current inputs, then this command again."
 
 
 def read_config(manifest: dict[str, Any], where: Path) -> ReadConfig:
@@ -60,7 +61,7 @@ def check_inputs(manifest: dict[str, Any], sources: list[str], where: Path) -> d
         if size != entry["size"] or stamp != entry["mtime_ns"]:
             raise ManifestError(
                 f"input {src} changed since it was scored (size {entry['size']} -> {size}, mtime_ns "
-                f"{entry['mtime_ns']} -> {stamp}); the manifest no longer describes it. {RERUN}"
+                f"{entry['mtime_ns']} -> {stamp}); {where} no longer describes it. {RERUN}"
             )
         shards[src] = Shard(src, str(entry["label"]), str(entry["format"]))
     return shards

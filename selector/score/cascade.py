@@ -1,5 +1,13 @@
-"""The cascade on one shard: fastText on every document, the embedding head on those that pass the gate,
-written as one part (`score_shard`). The executors run it per shard; `score.run` plans the shards."""
+"""The cascade on one shard: `score_shard(scorer, task)` -> one part, DIR/scores/part-NNNNN.parquet.
+
+`ShardScorer.score_batch`: fastText scores every document for every theme; documents whose fastText
+probability reaches the gate of any theme are embedded and scored by the embedding head against the
+seed index; `score_<theme> = w * emb_<theme> + (1 - w) * ft_<theme>`, with `emb = 0` for documents that
+were not embedded (w = `cascade.embedding_weight`). `score_shard` writes the part to a temporary name and
+renames it, then its `part-NNNNN.stats.json`, then the `part-NNNNN.done` marker holding the part's
+signature (shard, scoring settings, classifier). The executors (`score/executors.py`) run it per shard;
+`score/run.py` plans the parts.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,9 +35,6 @@ from selector.score.embed import make_embedder
 from selector.score.organic import generated_pattern_expr
 from selector.score.text import fasttext_input, n_tokens_expr
 from selector.score.urls import domain_expr
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from selector.core.errors import ClassifierError
-from selector.core.fasttext import file_sha256, load_fasttext
+from selector.core.fasttext import load_fasttext
+from selector.core.paths import file_sha256
 from selector.score.embed import SeedIndex
 from selector.score.head import predict_logistic
 

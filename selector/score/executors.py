@@ -434,9 +434,12 @@ def _dead_workers_shards(pool: ProcessPoolExecutor, running_on: dict[int, int]) 
     after the first death (SIGTERM); None when the pool's processes cannot be inspected."""
     import signal
 
-    procs = getattr(pool, "_processes", None)
+    procs = dict(getattr(pool, "_processes", None) or {})
     if not procs:
         return None
+    # the pool reaps its workers while it breaks: polled before it is done, a worker killed a moment ago can
+    # still read as running (its exit code None), so wait for the pool to finish, then read the exit codes
+    pool.shutdown(wait=True)
     dead = {
         pid for pid, p in procs.items() if p.exitcode is not None and p.exitcode not in (0, -signal.SIGTERM)
     }

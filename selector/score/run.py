@@ -1,11 +1,11 @@
 """Score shards with the cascade: `score(inputs, out_dir, classifier, cfg)` -> DIR/scores/part-NNNNN.parquet.
 
-Per shard (one part each): fastText scores every document for every theme; documents whose fastText
-probability reaches the gate of any theme are embedded and scored by the embedding head against the
-seed index; `score_<theme> = w * emb_<theme> + (1 - w) * ft_<theme>`, with `emb = 0` for documents that
-were not embedded (w = `cascade.embedding_weight`). Each part is written to a temporary name and renamed,
-then its `part-NNNNN.stats.json`, then the `part-NNNNN.done` marker; a rerun skips parts whose marker
-matches the same shard, config and classifier.
+The plan around the cascade (`score/cascade.py` scores one shard into one part): find and check the
+shards, give each a part and a signature, skip the parts whose `.done` marker matches the same shard,
+config and classifier (so a killed run resumes), remove what a killed run left half-written, run the rest
+through an executor (`score/executors.py`: local processes or Ray), then write `_inputs.json` and the
+run's summary and warn when the thresholds cannot be trusted on these scores (`calibration_warning`).
+`read_scores` reads a scores directory back.
 """
 
 from __future__ import annotations

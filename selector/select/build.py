@@ -8,8 +8,8 @@
 2. `_qualify`: per theme, documents whose `score_<theme>` reaches its threshold; labels veto (off) or confirm
    (on) a theme's qualification, whatever the score.
 3. `_exclude`: documents at or above `select.exclude_above` (e.g. `ai_risk = 0.5`) join no stream.
-4. `_organic_rules`: `select.require_provenance` and `select.exclude_generated` (organic.py).
-5. `_deduplicate`: one representative, the best-scoring, of each group of exact or near duplicates (dedup.py).
+4. `_organic_rules`: `select.require_provenance` and `select.exclude_generated` (score/organic.py).
+5. `_deduplicate`: one representative, the best-scoring, of each group of exact or near duplicates (select/dedup.py).
 6. `_assign`: a document that qualifies for several upsampled themes joins one stream, the theme it scores
    highest on (ties: config order), so no document is multiplied by two streams.
 7. `_cap_domains`: no domain holds more than `select.max_domain_share` of a stream's unique tokens (domain_cap;
@@ -467,7 +467,7 @@ def _exclude(p: _Pool) -> None:
 
 
 def _organic_rules(p: _Pool) -> None:
-    """Drop the candidates without provenance or with generated text, where the config asks (organic.py)."""
+    """Drop the candidates without provenance or with generated text, where the config asks (score/organic.py)."""
     sc = p.sc
     if sc.require_provenance:
         bad = p.cand.filter(pl.col("url").is_null() | pl.col("crawl_date").is_null())
@@ -484,7 +484,7 @@ def _organic_rules(p: _Pool) -> None:
 
 
 def _deduplicate(p: _Pool) -> None:
-    """Keep one candidate of each group of exact or near duplicates (dedup.py), and give each its text hash."""
+    """Keep one candidate of each group of exact or near duplicates (select/dedup.py), and give each its text hash."""
     sc, up, cand = p.sc, p.up, p.cand
     # duplicates, before repeats multiply them: one representative per group, the best-scoring one. Only
     # candidates of upsampled themes take part; documents are told apart by where they are (shard, row),

@@ -1,4 +1,4 @@
-"""Near-duplicate detection among a stream's candidates: exact text hashes, and MinHash signatures of
+"""Near-duplicate detection among the candidates of every upsampled theme, before streams are assigned: exact text hashes, and MinHash signatures of
 word 5-shingles banded into an LSH index, so copies of one text are counted once."""
 
 from __future__ import annotations

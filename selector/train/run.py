@@ -47,11 +47,11 @@ import polars as pl
 from selector import __version__
 from selector.core.config import Config, TrainConfig
 from selector.core.errors import InputError, SelectorError
-from selector.core.fasttext import file_sha256, load_fasttext
+from selector.core.fasttext import load_fasttext
 from selector.core.keys import seeded_key
 from selector.core.labels import LabelSet, read_label_files
 from selector.core.metrics import average_precision, best_f1_threshold, precision_recall_at
-from selector.core.paths import make_temp_dir, replace_dir
+from selector.core.paths import file_sha256, make_temp_dir, replace_dir
 from selector.read.formats import Shard, ShardCounts, check_shard, discover_shards, read_shard
 from selector.score.classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs
 from selector.score.embed import SeedIndex, make_embedder
