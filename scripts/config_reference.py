@@ -118,6 +118,13 @@ MEANINGS: dict[str, str] = {
     "train.label_mix": "the head's logit: this much of the labels' head, the rest the seed teacher's",
     "train.distill_size": "further documents the fastText student learns the head's judgement on (0: off)",
     "train.distill_embed_fraction": "...of which the first student's top share is embedded and judged",
+    "train.finetune_epochs": "fine-tune the embedding model on the labels and seeds for this many epochs before "
+    'the teacher (0: off; `"auto"`: 3 where the sample holds `finetune_min_labels` human-labelled documents); '
+    "the classifier carries it in `encoder/` and scores with it",
+    "train.finetune_min_labels": 'with `finetune_epochs = "auto"`: the human-labelled documents in the sample '
+    "that fine-tuning needs",
+    "train.finetune_lr": "the encoder's AdamW learning rate when fine-tuning",
+    "train.finetune_batch": "examples per fine-tuning step",
     # [select]
     "select.total_tokens": 'the training run\'s tokens; `"auto"`: the scored corpus once (the base mix) plus '
     "the streams, `total = base / (1 - sum of target shares)`",

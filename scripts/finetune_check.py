@@ -6,10 +6,11 @@ answering for the annotator. Then, on the same labels:
 
 - `frozen`: the teacher `selector train --labels` fits (selector.train.run.fit_teacher) on frozen MiniLM
   embeddings, scoring every document (label_curve.py's "head" figure);
-- `finetuned`: MiniLM fine-tuned on the labels and the seeds (a masked, class-balanced binary
-  cross-entropy per theme through a linear layer on the normalised sentence embedding, all layers
-  trained), then every document and seed embedded again with it and the same teacher fitted on those
-  embeddings;
+- `finetuned`: MiniLM fine-tuned on the labels and the seeds by `selector train`'s own fine-tuning step
+  (`selector.train.finetune.finetune_model`: a masked, class-balanced binary cross-entropy per theme through
+  a linear layer on the normalised sentence embedding, all layers trained), then every document and seed
+  embedded again with it and the same teacher fitted on those embeddings: what `train.finetune_epochs`
+  does;
 - `finetuned-direct`: the fine-tuned model's own linear layer as the score.
 
 Average precision per theme on the other fold's documents, never labelled and sharing no work with a
@@ -21,8 +22,8 @@ labelled one (haystack documents weighted as in label_curve.py); the two folds a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,66 +36,8 @@ from label_curve import Curve, weighted_ap  # noqa: E402
 from quality_ceiling import THEMES, Bench  # noqa: E402
 
 from selector.core.config import load_config
-from selector.score.embed import resolve_model
 from selector.score.text import embedding_input
-
-
-def finetune(
-    texts: list[str], targets: np.ndarray, model_name: str, max_tokens: int, epochs: int, lr: float,
-    batch: int, seed: int, log: Any,
-) -> Any:  # fmt: skip
-    """Fine-tune a sentence-transformers model on `targets` (n x themes: 1 on, 0 off, -1 unknown) and return
-    (model, head): a masked binary cross-entropy per theme, positives weighted by negatives/positives."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.manual_seed(seed)
-    model = SentenceTransformer(resolve_model(model_name), device="cpu")
-    model.max_seq_length = max_tokens
-    dim = int(model.get_sentence_embedding_dimension() or 384)
-    head = torch.nn.Linear(dim, targets.shape[1])
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
-    y = torch.tensor(targets, dtype=torch.float32)
-    known = y >= 0
-    pos = ((y == 1) & known).sum(0).clamp(min=1)
-    neg = ((y == 0) & known).sum(0).clamp(min=1)
-    pos_weight = (neg / pos).clamp(1.0, 50.0)
-    opt = torch.optim.AdamW(
-        [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": 1e-2}],
-        weight_decay=0.01,
-    )
-    steps = epochs * math.ceil(len(texts) / batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, (steps - s) / steps)
-    )
-    prepared = embedding_input(texts, max_tokens)
-    rng = np.random.default_rng(seed)
-    model.train()
-    step, t0 = 0, time.time()
-    for ep in range(epochs):
-        order = rng.permutation(len(texts))
-        total = 0.0
-        for k in range(0, len(order), batch):
-            idx = order[k : k + batch]
-            feats = model.tokenize([prepared[i] for i in idx])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                emb = model(feats)["sentence_embedding"]
-            logits = head(emb.float() * 10.0)
-            yt, mt = y[idx], known[idx]
-            loss_el = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, yt.clamp(min=0), pos_weight=pos_weight, reduction="none"
-            )
-            loss = (loss_el * mt).sum() / mt.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            total += float(loss) * len(idx)
-        log(f"epoch {ep + 1}/{epochs}: loss {total / len(texts):.4f} ({time.time() - t0:.0f}s, {step} steps)")
-    model.eval()
-    return model, head
+from selector.train.finetune import finetune_model
 
 
 def encode(model: Any, texts: list[str], max_tokens: int) -> np.ndarray:
@@ -172,8 +115,17 @@ def main() -> None:
                 tgt[len(picked) + i, THEMES.index(s.theme)] = 1 if s.label == "positive" else 0
             texts.append(s.text)
         t0 = time.time()
-        model, head = finetune(texts, tgt, cfg.embedding.model, cfg.embedding.max_tokens, args.epochs,
-                               args.lr, args.batch, args.seed, log)  # fmt: skip
+        tcfg = dataclasses.replace(
+            cfg,
+            train=dataclasses.replace(
+                cfg.train,
+                finetune_epochs=args.epochs,
+                finetune_lr=args.lr,
+                finetune_batch=args.batch,
+                seed=args.seed,
+            ),
+        )
+        model, head, _info = finetune_model(tcfg, texts, tgt, log)
         row["train_seconds"] = round(time.time() - t0, 1)
         t0 = time.time()
         emb = encode(model, c.texts, cfg.embedding.max_tokens)

@@ -305,7 +305,7 @@ def _evidence(
     ecfg = manifest["config"].get("embedding", {})
     embedder = make_embedder(
         EmbeddingConfig(
-            model=emb_card["model"],
+            model=clf.embedding_model,
             max_tokens=int(emb_card["max_tokens"]),
             batch_size=int(ecfg.get("batch_size", 32)),
             bf16=str(ecfg.get("bf16", "auto")),

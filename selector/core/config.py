@@ -102,6 +102,13 @@ class TrainConfig:
     label_mix: float = 0.5  # the head's logit: this much of the labels' head, the rest the seed teacher's
     distill_size: int = 0  # further documents the fastText student learns the head's judgement on (0: off)
     distill_embed_fraction: float = 0.05  # ...of which the first student's top share is embedded and judged
+    finetune_epochs: int | str = (
+        "auto"  # fine-tune the embedding model on the labels and seeds first: epochs,
+    )
+    # 0 (off), or "auto" (3 epochs where the sample holds finetune_min_labels human-labelled documents)
+    finetune_min_labels: int = 500
+    finetune_lr: float = 2e-5  # ...at this learning rate (AdamW)
+    finetune_batch: int = 16  # ...in batches of this many examples
 
 
 @dataclass(frozen=True)
@@ -388,6 +395,20 @@ def _validate_section(name: str, obj: Any) -> None:
         _check(obj.label_head_l2 > 0, "train.label_head_l2", "> 0", obj.label_head_l2)
         _check(0 <= obj.label_mix <= 1, "train.label_mix", "in [0, 1]", obj.label_mix)
         _check(obj.distill_size >= 0, "train.distill_size", ">= 0", obj.distill_size)
+        _check(
+            obj.finetune_epochs == "auto"
+            or (
+                isinstance(obj.finetune_epochs, int)
+                and not isinstance(obj.finetune_epochs, bool)
+                and obj.finetune_epochs >= 0
+            ),
+            "train.finetune_epochs",
+            '"auto" or an integer >= 0',
+            obj.finetune_epochs,
+        )
+        _check(obj.finetune_min_labels >= 1, "train.finetune_min_labels", ">= 1", obj.finetune_min_labels)
+        _check(0 < obj.finetune_lr < 1, "train.finetune_lr", "in (0, 1)", obj.finetune_lr)
+        _check(obj.finetune_batch >= 1, "train.finetune_batch", ">= 1", obj.finetune_batch)
         _check(
             0 < obj.distill_embed_fraction <= 1,
             "train.distill_embed_fraction",

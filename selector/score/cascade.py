@@ -114,7 +114,7 @@ class ShardScorer:
         self.thresholds = resolve_thresholds(cfg, self.clf.card)
         emb_card = self.clf.card["embedding"]
         self.emb_cfg = cfg.embedding.__class__(
-            model=emb_card["model"],
+            model=self.clf.embedding_model,
             max_tokens=int(emb_card["max_tokens"]),
             batch_size=cfg.embedding.batch_size,
             bf16=cfg.embedding.bf16,

@@ -74,6 +74,13 @@ class Classifier:
         return {t: float(g) for t, g in self.card["gates"].items()}
 
     @property
+    def embedding_model(self) -> str:
+        """The sentence-transformers model the head was fitted on: the classifier's own fine-tuned `encoder/`
+        where it has one (`train.finetune_epochs`), else the model its card names."""
+        emb = self.card["embedding"]
+        return str(self.path / emb["encoder"]) if emb.get("encoder") else str(emb["model"])
+
+    @property
     def identity(self) -> str:
         """Changes whenever any file of the classifier changes."""
         return str(self.card.get("fingerprint", ""))
@@ -104,6 +111,12 @@ class Classifier:
             if not f.exists():
                 raise ClassifierError(f"classifier {p} is incomplete: {fname} is missing. Retrain it.")
             models[key] = load_fasttext(f)
+        enc = card["embedding"].get("encoder")
+        if enc and not (p / enc).is_dir():
+            raise ClassifierError(
+                f"classifier {p} is incomplete: its fine-tuned embedding model {enc}/ is missing. Copy the whole "
+                "classifier directory, or retrain it."
+            )
         hp = p / HEAD
         if not hp.exists():
             raise ClassifierError(f"classifier {p} is incomplete: {HEAD} is missing. Retrain it.")

@@ -4,7 +4,10 @@
 
 1. `draw_sample`: sample `train.sample_size` documents of the user's corpus (seeded, order-independent hash
    sample, every human-labelled document included).
-2. `embed_sample`, `teach`: embed the sample and the seeds. Per theme, faiss ranks the sample by
+2. `finetune_step` (only with `train.finetune_epochs` > 0; train/finetune.py): the embedding model is
+   fine-tuned on the human-labelled documents of the sample and the seeds, and everything after it uses the
+   fine-tuned model, which the classifier carries in `encoder/`.
+   `embed_sample`, `teach`: embed the sample and the seeds. Per theme, faiss ranks the sample by
    similarity to the positive seeds minus half the similarity to the near misses; the top
    `train.pseudo_positive_fraction` become pseudo positives (real documents in the corpus's own style, which
    seeds written by one hand lack). The teacher (`fit_teacher`) is a logistic head on the embedding fitted
@@ -25,6 +28,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -45,7 +49,7 @@ import numpy as np
 import polars as pl
 
 from selector import __version__
-from selector.core.config import Config, TrainConfig
+from selector.core.config import Config, EmbeddingConfig, TrainConfig
 from selector.core.errors import InputError, SelectorError
 from selector.core.fasttext import load_fasttext
 from selector.core.keys import seeded_key
@@ -57,6 +61,7 @@ from selector.score.classifier import CARD, HEAD, NONE_LABEL, classifier_fingerp
 from selector.score.embed import SeedIndex, make_embedder
 from selector.score.head import fit_logistic, predict_logistic
 from selector.score.text import fasttext_input
+from selector.train.finetune import ENCODER_DIR, check_finetunable, epochs_for, finetune_encoder, targets
 from selector.train.seeds import Seed, load_seeds, seed_hashes
 
 log = logging.getLogger(__name__)
@@ -529,9 +534,11 @@ def draw_sample(
     return Sample(shards, sample, read_info)
 
 
-def embed_sample(cfg: Config, sup: Supervision, sample: Sample, progress: Callable[[str], None]) -> Embedded:
-    """Step 2a: embed the seeds, then the sample's documents in batches, reporting the rate."""
-    embedder = make_embedder(cfg.embedding)  # looked up at call time: scripts/label_curve.py replaces it
+def embed_sample(
+    ecfg: EmbeddingConfig, sup: Supervision, sample: Sample, progress: Callable[[str], None]
+) -> Embedded:
+    """Step 2b: embed the seeds, then the sample's documents in batches, reporting the rate."""
+    embedder = make_embedder(ecfg)  # looked up at call time: scripts/label_curve.py replaces it
     seed_emb = embedder.encode([s.text for s in sup.seeds])
     texts = sample.docs["text"].to_list()
     n = len(texts)
@@ -547,21 +554,68 @@ def embed_sample(cfg: Config, sup: Supervision, sample: Sample, progress: Callab
     return Embedded(embedder, seed_emb, doc_emb)
 
 
+def sample_label_rows(themes: Sequence[str], labels: LabelSet, sample: Sample) -> dict[str, dict[int, int]]:
+    """The human labels by sample row: theme -> {row: 1 on, 0 off}."""
+    human = labels.labels
+    rows: dict[str, dict[int, int]] = {t: {} for t in themes}
+    for i, d in enumerate(sample.docs["doc_id"].to_list()):
+        for t in themes:
+            if (d, t) in human:
+                rows[t][i] = human[(d, t)]
+    return rows
+
+
+@dataclass
+class FineTuned:
+    """The embedding settings the rest of training uses (the fine-tuned encoder's, when there is one) and what
+    the card records of the fine-tuning (None when off)."""
+
+    embedding: EmbeddingConfig
+    info: dict[str, Any] | None = None
+
+
+def finetune_step(
+    cfg: Config, sup: Supervision, sample: Sample, tmp: Path, progress: Callable[[str], None]
+) -> FineTuned:
+    """Step 2a (with `train.finetune_epochs` > 0): fine-tune the embedding model on the sample's human-labelled
+    documents and the seeds into `tmp`/encoder."""
+    themes = cfg.theme_names
+    rows = sample_label_rows(themes, sup.labels, sample)
+    labelled = sorted({r for by_row in rows.values() for r in by_row})
+    epochs, why_not = epochs_for(cfg, len(labelled))
+    if why_not and labelled:
+        progress(f'not fine-tuning {cfg.embedding.model} (train.finetune_epochs = "auto"): {why_not}')
+    if epochs == 0:
+        return FineTuned(cfg.embedding)
+    at = {r: i for i, r in enumerate(labelled)}
+    seed_y = np.full((len(sup.seeds), len(themes)), -1, dtype=np.int8)
+    for i, sd in enumerate(sup.seeds):
+        seed_y[i, themes.index(sd.theme)] = 1 if sd.label == "positive" else 0
+    y = targets(
+        themes,
+        len(labelled),
+        {t: {at[r]: v for r, v in by_row.items()} for t, by_row in rows.items()},
+        seed_y,
+    )
+    texts = [sample.docs["text"][r] for r in labelled] + [sd.text for sd in sup.seeds]
+    progress(
+        f"fine-tuning {cfg.embedding.model} on {len(labelled):,} labelled documents and {len(sup.seeds)} seeds "
+        f"({epochs} epoch(s))"
+    )
+    enc = tmp / ENCODER_DIR
+    info = finetune_encoder(cfg, epochs, texts, y, enc, progress)
+    return FineTuned(dataclasses.replace(cfg.embedding, model=str(enc)), info)
+
+
 def teach(
     cfg: Config, sup: Supervision, sample: Sample, emb: Embedded, progress: Callable[[str], None]
 ) -> Labelled:
-    """Step 2b: index the seeds, find the human labels' rows in the sample and fit the teacher."""
+    """Step 2c: index the seeds, find the human labels' rows in the sample and fit the teacher."""
     themes = cfg.theme_names
     index = seed_index(themes, sup.seeds, emb.seeds, cfg.cascade.knn)
     ev_docs = index.evidence(emb.docs)
 
-    human = sup.labels.labels
-    human_rows: dict[str, dict[int, int]] = {t: {} for t in themes}
-    for i, d in enumerate(sample.docs["doc_id"].to_list()):
-        for t in themes:
-            if (d, t) in human:
-                human_rows[t][i] = human[(d, t)]
-
+    human_rows = sample_label_rows(themes, sup.labels, sample)
     teacher = fit_teacher(themes, sup.seeds, emb.seeds, emb.docs, ev_docs, human_rows, cfg.train, progress)
     return Labelled(index, human_rows, teacher)
 
@@ -815,15 +869,29 @@ def make_card(
     lines: StudentLines,
     st: Student,
     cal: Calibration,
+    ft: FineTuned,
 ) -> dict[str, Any]:
     """Step 5b: the card of the classifier in `tmp` (its files already written) trained since `t0`."""
     themes = cfg.theme_names
     seeds, paths, index, split = sup.seeds, sup.label_files, labelled.index, lines.split
+    files: dict[str, Any] = {"fasttext": st.files, "head": HEAD}
+    fingerprinted = [*st.files.values(), HEAD]
+    embedding: dict[str, Any] = {
+        "model": cfg.embedding.model,
+        "max_tokens": cfg.embedding.max_tokens,
+        "dim": int(emb.seeds.shape[1]),
+    }
+    if ft.info is not None:  # the fine-tuned encoder is part of the classifier, and of its fingerprint
+        files["encoder"] = ENCODER_DIR
+        fingerprinted += sorted(
+            str(f.relative_to(tmp)) for f in (tmp / ENCODER_DIR).rglob("*") if f.is_file()
+        )
+        embedding |= {"encoder": ENCODER_DIR, "finetune": ft.info}
     return {
         "selector_version": __version__,
         "themes": themes,
-        "files": {"fasttext": st.files, "head": HEAD},
-        "fingerprint": classifier_fingerprint(tmp, [*st.files.values(), HEAD]),
+        "files": files,
+        "fingerprint": classifier_fingerprint(tmp, fingerprinted),
         "trained_on": {
             **sample.info,
             "sample_size": sample.docs.height,
@@ -862,11 +930,7 @@ def make_card(
         "validation_embed_fraction": cal.embed_fraction,
         "quantized": st.quantized,
         "quantization_mean_ap_drop": st.quant_drop,
-        "embedding": {
-            "model": cfg.embedding.model,
-            "max_tokens": cfg.embedding.max_tokens,
-            "dim": int(emb.seeds.shape[1]),
-        },
+        "embedding": embedding,
         "fasttext": {**cfg.fasttext.__dict__},
         "train": {**cfg.train.__dict__},
         "cascade": {
@@ -903,20 +967,21 @@ def train(
     """Train a classifier on `inputs` from the configured seeds and any labels (one CSV or several; a
     person's label beats an annotator's); write it to `out_dir`; return its card."""
     t0 = time.time()
+    check_finetunable(cfg)
     sup = read_supervision(cfg, labels_path)
     sample = draw_sample(inputs, cfg, sup, progress)
-    emb = embed_sample(cfg, sup, sample, progress)
-    labelled = teach(cfg, sup, sample, emb, progress)
-    lines = student_lines(cfg, sup, sample, labelled.teacher)
-
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, ".train-")
     try:
+        ft = finetune_step(cfg, sup, sample, tmp, progress)
+        emb = embed_sample(ft.embedding, sup, sample, progress)
+        labelled = teach(cfg, sup, sample, emb, progress)
+        lines = student_lines(cfg, sup, sample, labelled.teacher)
         st = train_student(cfg, sample, emb, labelled.teacher, lines, tmp, progress)
         cal = calibrate(cfg, emb, labelled, lines, st, progress)
         save_head(tmp, cfg.theme_names, labelled)
-        card = make_card(cfg, tmp, t0, sup, sample, emb, labelled, lines, st, cal)
+        card = make_card(cfg, tmp, t0, sup, sample, emb, labelled, lines, st, cal, ft)
         write_classifier(out, tmp, card)
     finally:
         if tmp.exists():
