@@ -301,17 +301,13 @@ def _evidence(
         clf = Classifier.load(clf_path)
     except SelectorError as e:
         return (*empty, f"classifier unavailable ({e}): no seed exemplars or passage highlights")
-    emb_card = clf.card["embedding"]
     ecfg = manifest["config"].get("embedding", {})
-    embedder = make_embedder(
-        EmbeddingConfig(
-            model=clf.embedding_model,
-            max_tokens=int(emb_card["max_tokens"]),
-            batch_size=int(ecfg.get("batch_size", 32)),
-            bf16=str(ecfg.get("bf16", "auto")),
-            device=str(ecfg.get("device", "cpu")),
-        )
+    run = EmbeddingConfig(
+        batch_size=int(ecfg.get("batch_size", 32)),
+        bf16=str(ecfg.get("bf16", "auto")),
+        device=str(ecfg.get("device", "cpu")),
     )
+    embedder = make_embedder(clf.embedding_config(run))
     seed_text: dict[str, str] = {}
     for t in manifest["config"]["themes"]:
         if Path(t["seeds"]).exists():

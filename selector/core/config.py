@@ -102,10 +102,9 @@ class TrainConfig:
     label_mix: float = 0.5  # the head's logit: this much of the labels' head, the rest the seed teacher's
     distill_size: int = 0  # further documents the fastText student learns the head's judgement on (0: off)
     distill_embed_fraction: float = 0.05  # ...of which the first student's top share is embedded and judged
-    finetune_epochs: int | str = (
-        "auto"  # fine-tune the embedding model on the labels and seeds first: epochs,
-    )
-    # 0 (off), or "auto" (3 epochs where the sample holds finetune_min_labels human-labelled documents)
+    # fine-tune the embedding model on the labels and seeds first: epochs, 0 (off), or "auto" (3 epochs where
+    # the sample holds finetune_min_labels human-labelled documents)
+    finetune_epochs: int | str = "auto"
     finetune_min_labels: int = 500
     finetune_lr: float = 2e-5  # ...at this learning rate (AdamW)
     finetune_batch: int = 16  # ...in batches of this many examples
@@ -264,6 +263,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _auto_or_int(v: Any, minimum: int) -> bool:
+    """`v` is "auto" or an integer (not a boolean) of at least `minimum`."""
+    return v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum)
+
+
 def _validated_theme(t: ThemeConfig) -> ThemeConfig:
     k = f"themes.{t.name}"
     thr = t.threshold
@@ -396,12 +400,7 @@ def _validate_section(name: str, obj: Any) -> None:
         _check(0 <= obj.label_mix <= 1, "train.label_mix", "in [0, 1]", obj.label_mix)
         _check(obj.distill_size >= 0, "train.distill_size", ">= 0", obj.distill_size)
         _check(
-            obj.finetune_epochs == "auto"
-            or (
-                isinstance(obj.finetune_epochs, int)
-                and not isinstance(obj.finetune_epochs, bool)
-                and obj.finetune_epochs >= 0
-            ),
+            _auto_or_int(obj.finetune_epochs, 0),
             "train.finetune_epochs",
             '"auto" or an integer >= 0',
             obj.finetune_epochs,
@@ -424,7 +423,7 @@ def _validate_section(name: str, obj: Any) -> None:
     elif name == "select":
         tt = obj.total_tokens
         _check(
-            tt == "auto" or (isinstance(tt, int) and not isinstance(tt, bool) and tt >= 1),
+            _auto_or_int(tt, 1),
             "select.total_tokens",
             '"auto" or an integer >= 1',
             tt,

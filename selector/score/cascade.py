@@ -112,14 +112,7 @@ class ShardScorer:
         g = cfg.cascade.gate
         self.gates = self.clf.gates if g == "auto" else {t: float(g) for t in self.themes}
         self.thresholds = resolve_thresholds(cfg, self.clf.card)
-        emb_card = self.clf.card["embedding"]
-        self.emb_cfg = cfg.embedding.__class__(
-            model=self.clf.embedding_model,
-            max_tokens=int(emb_card["max_tokens"]),
-            batch_size=cfg.embedding.batch_size,
-            bf16=cfg.embedding.bf16,
-            device=cfg.embedding.device,
-        )
+        self.emb_cfg = self.clf.embedding_config(cfg.embedding)
         self._embedder: Any = None
         self.w = cfg.cascade.embedding_weight
 

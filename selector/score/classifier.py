@@ -7,6 +7,7 @@ quantizing would have cost quality), and `head.npz` (seed embeddings and the emb
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from selector.core.config import EmbeddingConfig
 from selector.core.errors import ClassifierError
 from selector.core.fasttext import load_fasttext
 from selector.core.paths import file_sha256
@@ -79,6 +81,13 @@ class Classifier:
         where it has one (`train.finetune_epochs`), else the model its card names."""
         emb = self.card["embedding"]
         return str(self.path / emb["encoder"]) if emb.get("encoder") else str(emb["model"])
+
+    def embedding_config(self, run: EmbeddingConfig) -> EmbeddingConfig:
+        """`run`'s batch size, bf16 and device with the classifier's own model and token budget: what scoring
+        and the audit embed with, whatever model the run's config names."""
+        return dataclasses.replace(
+            run, model=self.embedding_model, max_tokens=int(self.card["embedding"]["max_tokens"])
+        )
 
     @property
     def identity(self) -> str:

@@ -123,9 +123,14 @@ class HashEmbedder:
         return out
 
 
+def is_hashing(model: str) -> bool:
+    """`embedding.model` names the hashing stand-in (`hash:DIM`), not a sentence-transformers model."""
+    return model.startswith("hash:")
+
+
 def make_embedder(cfg: EmbeddingConfig) -> Embedder | HashEmbedder:
     """The embedder a config names: a sentence-transformers model, or `hash:DIM` for tests."""
-    if cfg.model.startswith("hash:"):
+    if is_hashing(cfg.model):
         return HashEmbedder(cfg)
     return Embedder(cfg)
 

@@ -327,7 +327,11 @@ def _run_pool(
                 # shard of the worker that died is charged an attempt (the pool stops the others with SIGTERM);
                 # where that cannot be told, all of them are
                 wait(inflight)
-                culprits = _dead_workers_shards(pool, running_on)
+                # the pool reaps its workers while it breaks: read before it is done, a worker killed a moment
+                # ago can still look alive (exit code None), so the exit codes are read once it has shut down
+                procs = dict(getattr(pool, "_processes", None) or {})
+                pool.shutdown(wait=True)
+                culprits = _dead_workers_shards(procs, running_on)
                 for fut, task in inflight.items():
                     if fut.exception() is None:
                         tracker.finished(fut.result())
@@ -429,17 +433,13 @@ def _largest_node_memory(ray: Any) -> float | None:
     return max(mems) if mems else None
 
 
-def _dead_workers_shards(pool: ProcessPoolExecutor, running_on: dict[int, int]) -> set[int] | None:
-    """The shards of the pool workers that died on their own (killed, crashed), not stopped by the pool
-    after the first death (SIGTERM); None when the pool's processes cannot be inspected."""
+def _dead_workers_shards(procs: dict[int, Any], running_on: dict[int, int]) -> set[int] | None:
+    """The shards of a shut-down pool's worker processes (`procs`, pid -> process) that died on their own
+    (killed, crashed), not stopped by the pool after the first death (SIGTERM); None when they cannot be told."""
     import signal
 
-    procs = dict(getattr(pool, "_processes", None) or {})
     if not procs:
         return None
-    # the pool reaps its workers while it breaks: polled before it is done, a worker killed a moment ago can
-    # still read as running (its exit code None), so wait for the pool to finish, then read the exit codes
-    pool.shutdown(wait=True)
     dead = {
         pid for pid, p in procs.items() if p.exitcode is not None and p.exitcode not in (0, -signal.SIGTERM)
     }

@@ -25,7 +25,7 @@ import numpy as np
 
 from selector.core.config import Config
 from selector.core.errors import ConfigError
-from selector.score.embed import cpu_has_bf16, resolve_model
+from selector.score.embed import cpu_has_bf16, is_hashing, resolve_model
 from selector.score.text import embedding_input
 
 ENCODER_DIR = "encoder"  # inside the classifier directory
@@ -41,7 +41,7 @@ def epochs_for(cfg: Config, n_labelled: int) -> tuple[int, str | None]:
     e = cfg.train.finetune_epochs
     if e != "auto":
         return int(e), None
-    if cfg.embedding.model.startswith("hash:"):
+    if is_hashing(cfg.embedding.model):
         return 0, f"embedding.model {cfg.embedding.model} is a hashing stand-in"
     if n_labelled < cfg.train.finetune_min_labels:
         return 0, (
@@ -55,7 +55,7 @@ def check_finetunable(cfg: Config) -> None:
     """Refuse settings fine-tuning cannot work with, before any document is read (an explicit epoch count)."""
     if cfg.train.finetune_epochs == "auto" or not cfg.train.finetune_epochs:
         return
-    if cfg.embedding.model.startswith("hash:"):
+    if is_hashing(cfg.embedding.model):
         raise ConfigError(
             f"train.finetune_epochs = {cfg.train.finetune_epochs} but embedding.model is {cfg.embedding.model!r}, "
             "a hashing stand-in with nothing to fine-tune. Use a sentence-transformers model, or set "

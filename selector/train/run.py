@@ -441,12 +441,13 @@ class Supervision:
 
 @dataclass
 class Sample:
-    """The corpus sample: the shards it was drawn from, its documents (doc_id, shard, row, text) and what was
-    read (for the card)."""
+    """The corpus sample: the shards it was drawn from, its documents (doc_id, shard, row, text), what was
+    read (for the card) and the human labels by sample row (theme -> {row: 1 on, 0 off})."""
 
     shards: list[Shard]
     docs: pl.DataFrame
     info: dict[str, Any]
+    label_rows: dict[str, dict[int, int]]
 
 
 @dataclass
@@ -531,7 +532,7 @@ def draw_sample(
         f"sampled {sample.height:,} of {read_info['documents_read']:,} documents; embedding them and "
         f"{len(sup.seeds)} seeds with {cfg.embedding.model}"
     )
-    return Sample(shards, sample, read_info)
+    return Sample(shards, sample, read_info, sample_label_rows(cfg.theme_names, sup.labels, sample))
 
 
 def embed_sample(
@@ -554,11 +555,13 @@ def embed_sample(
     return Embedded(embedder, seed_emb, doc_emb)
 
 
-def sample_label_rows(themes: Sequence[str], labels: LabelSet, sample: Sample) -> dict[str, dict[int, int]]:
-    """The human labels by sample row: theme -> {row: 1 on, 0 off}."""
+def sample_label_rows(
+    themes: Sequence[str], labels: LabelSet, docs: pl.DataFrame
+) -> dict[str, dict[int, int]]:
+    """The human labels by row of the sample `docs`: theme -> {row: 1 on, 0 off}."""
     human = labels.labels
     rows: dict[str, dict[int, int]] = {t: {} for t in themes}
-    for i, d in enumerate(sample.docs["doc_id"].to_list()):
+    for i, d in enumerate(docs["doc_id"].to_list()):
         for t in themes:
             if (d, t) in human:
                 rows[t][i] = human[(d, t)]
@@ -580,7 +583,7 @@ def finetune_step(
     """Step 2a (with `train.finetune_epochs` > 0): fine-tune the embedding model on the sample's human-labelled
     documents and the seeds into `tmp`/encoder."""
     themes = cfg.theme_names
-    rows = sample_label_rows(themes, sup.labels, sample)
+    rows = sample.label_rows
     labelled = sorted({r for by_row in rows.values() for r in by_row})
     epochs, why_not = epochs_for(cfg, len(labelled))
     if why_not and labelled:
@@ -610,14 +613,14 @@ def finetune_step(
 def teach(
     cfg: Config, sup: Supervision, sample: Sample, emb: Embedded, progress: Callable[[str], None]
 ) -> Labelled:
-    """Step 2c: index the seeds, find the human labels' rows in the sample and fit the teacher."""
+    """Step 2c: index the seeds and fit the teacher to them and the sample's human labels."""
     themes = cfg.theme_names
     index = seed_index(themes, sup.seeds, emb.seeds, cfg.cascade.knn)
     ev_docs = index.evidence(emb.docs)
-
-    human_rows = sample_label_rows(themes, sup.labels, sample)
-    teacher = fit_teacher(themes, sup.seeds, emb.seeds, emb.docs, ev_docs, human_rows, cfg.train, progress)
-    return Labelled(index, human_rows, teacher)
+    teacher = fit_teacher(
+        themes, sup.seeds, emb.seeds, emb.docs, ev_docs, sample.label_rows, cfg.train, progress
+    )
+    return Labelled(index, sample.label_rows, teacher)
 
 
 def student_lines(cfg: Config, sup: Supervision, sample: Sample, teacher: Teacher) -> StudentLines:
