@@ -31,8 +31,14 @@ from selector.read.formats import ShardCounts, discover_shards, read_shard
 
 
 def haystack_docs(corpus: Path) -> Iterator[dict[str, Any]]:
-    """The documents of `corpus`/haystack (`id`, `url`, `text`), file by file in name order."""
-    for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
+    """The documents of `corpus`/haystack (`id`, `url`, `text`), file by file in name order; exits with a message
+    when there are none (a benchmark that repeats them would otherwise never reach its size)."""
+    files = sorted((corpus / "haystack").glob("*.jsonl.gz"))
+    if not files:
+        sys.exit(
+            f"no {corpus / 'haystack'}/*.jsonl.gz: pass --corpus PATH to the shared corpus (../shared/corpus)"
+        )
+    for f in files:
         with gzip.open(f, "rt", encoding="utf-8") as fh:
             for line in fh:
                 d = json.loads(line)

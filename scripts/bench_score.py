@@ -30,6 +30,8 @@ def build_dump(corpus: Path, out: Path, n_docs: int, shard_docs: int) -> tuple[i
     from bench_read import haystack_docs
 
     base = list(haystack_docs(corpus))
+    if not base:
+        sys.exit(f"{corpus / 'haystack'} holds no documents to repeat into a dump")
     written = size = 0
     shard = None
     rep = 0
