@@ -116,6 +116,8 @@ MEANINGS: dict[str, str] = {
     "to the positives",
     "train.label_head_l2": "...and this L2 penalty",
     "train.label_mix": "the head's logit: this much of the labels' head, the rest the seed teacher's",
+    "train.neighbour_k": "label neighbours: how many nearest labelled positives (and negatives) are averaged",
+    "train.neighbour_weight": "label neighbours: logit added per unit of similarity difference (0: off)",
     "train.distill_size": "further documents the fastText student learns the head's judgement on (0: off)",
     "train.distill_embed_fraction": "...of which the first student's top share is embedded and judged",
     "train.finetune_epochs": "fine-tune the embedding model on the labels and seeds for this many epochs before "

@@ -15,6 +15,11 @@ training code itself (`selector.train.run.fit_teacher`, through quality_ceiling.
 plus the labelled documents, and its head scores every document ("head" figures: the embedding stage on
 every document). `--rounds R` spends each budget in R rounds, re-planning from the refitted head.
 
+`--split document` splits documents at random instead of works (labels and measured documents share works).
+`--split all` is the loop a user runs on their own dump, and what `selector annotate --scores` then
+`selector run --labels` do: the budget is drawn from every document, and average precision is measured on
+all the documents never labelled (the top of each ranking, which the strategy labels, is not among them).
+
     python scripts/label_curve.py --corpus ../shared/corpus --classifier runs/devset/classifier \\
         --work runs/ceiling --out runs/labelcurve
 """
@@ -114,7 +119,9 @@ class Curve:
         hay = haystack_ids(corpus)
         self.weight = np.array([hw if d in hay else 1.0 for d in b.ids])
         unit = (lambda d: wk[d]) if split == "work" else (lambda d: d)
-        self.fold = np.array([seeded_key(seed, "fold", unit(d)) % 2 for d in b.ids])
+        self.split = split
+        # "all": one fold holding every document, labelled and measured alike (run(test_fold=0))
+        self.fold = np.array([0 if split == "all" else seeded_key(seed, "fold", unit(d)) % 2 for d in b.ids])
         self.sha = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
 
     def frame(
@@ -165,7 +172,7 @@ class Curve:
         return [int(r) for r, new in zip(plan["row"].to_list(), plan["new"].to_list(), strict=True) if new]
 
     def run(self, strategy: str, budget: int, rounds: int, test_fold: int, seed: int) -> dict[str, Any]:
-        pool = np.flatnonzero(self.fold != test_fold)
+        pool = np.flatnonzero(self.fold != test_fold if self.split != "all" else self.fold == test_fold)
         test = self.fold == test_fold
         labelled: set[int] = set()
         human: dict[str, dict[int, int]] = {t: {} for t in THEMES}
@@ -244,9 +251,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument(
         "--split",
-        choices=["work", "document"],
+        choices=["work", "document", "all"],
         default="work",
-        help="Fold by work (transfer to unseen works) or by document (labels from the same works).",
+        help="Fold by work (transfer to unseen works), by document (labels from the same works), or all "
+        "(labels from every document, measured on the rest: the CLI loop).",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train", action="append", default=[], help="train.KEY=VALUE override (repeatable).")
@@ -262,7 +270,8 @@ def main() -> None:
     if not (Path(args.classifier) / "card.json").exists():
         train_r0(b, corpus, Path(args.classifier))
     c = Curve(b, corpus, Path(args.classifier), args.seed, args.split)
-    for f in (0, 1):
+    folds_run = (0,) if args.split == "all" else (0, 1)
+    for f in folds_run:
         pos = {t: int(((c.fold == f) & (b.truth[t] == 1)).sum()) for t in THEMES}
         print(f"fold {f}: {int((c.fold == f).sum()):,} documents, positives {pos}", file=sys.stderr)
     results: dict[str, Any] = {"settings": dataclasses.asdict(cfg.train), "rounds": args.rounds, "rows": []}
@@ -270,7 +279,7 @@ def main() -> None:
         for budget in map(int, args.budgets.split(",")):
             if budget == 0 and strategy != args.strategies.split(",")[0]:
                 continue
-            folds = [c.run(strategy, budget, args.rounds if budget else 1, f, args.seed) for f in (0, 1)]
+            folds = [c.run(strategy, budget, args.rounds if budget else 1, f, args.seed) for f in folds_run]
             row = {
                 "strategy": strategy if budget else "none (seeds only)",
                 "budget": budget,

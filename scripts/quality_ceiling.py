@@ -189,7 +189,9 @@ class Bench:
         for t in THEMES:  # fit_teacher's round 0 weighs the near misses by NEAR_MISS_WEIGHT
             ev[t]["neg"] = ev[t]["neg"] * (neg_weight / NEAR_MISS_WEIGHT)
         teacher = fit_teacher(THEMES, seeds, seed_emb, xd, ev, hr, tc, lambda m: None)
-        return {t: predict_logistic(self.x64, *teacher.heads[t]) for t in THEMES}
+        return teacher.probs(
+            self.emb
+        )  # the head with the label neighbours' evidence, as the classifier scores
 
 
 def exp_teacher(b: Bench) -> dict[str, Any]:

@@ -100,6 +100,10 @@ class TrainConfig:
     label_background_weight: float = 0.5  # ...and the unlabelled sample as negatives of this total weight
     label_head_l2: float = 1.0  # ...and this L2 penalty (many labels need less of it than a few seeds)
     label_mix: float = 0.5  # the head's logit: this much of the labels' head, the rest the seed teacher's
+    # label neighbours (selector/score/neighbours.py): the head's logit moves by neighbour_weight times the mean
+    # similarity to the neighbour_k nearest labelled positives minus that to the k nearest negatives (0: off)
+    neighbour_k: int = 3
+    neighbour_weight: float = 5.0
     distill_size: int = 0  # further documents the fastText student learns the head's judgement on (0: off)
     distill_embed_fraction: float = 0.05  # ...of which the first student's top share is embedded and judged
     # fine-tune the embedding model on the labels and seeds first: epochs, 0 (off), or "auto" (3 epochs where
@@ -398,6 +402,8 @@ def _validate_section(name: str, obj: Any) -> None:
         )
         _check(obj.label_head_l2 > 0, "train.label_head_l2", "> 0", obj.label_head_l2)
         _check(0 <= obj.label_mix <= 1, "train.label_mix", "in [0, 1]", obj.label_mix)
+        _check(obj.neighbour_k >= 1, "train.neighbour_k", ">= 1", obj.neighbour_k)
+        _check(obj.neighbour_weight >= 0, "train.neighbour_weight", ">= 0", obj.neighbour_weight)
         _check(obj.distill_size >= 0, "train.distill_size", ">= 0", obj.distill_size)
         _check(
             _auto_or_int(obj.finetune_epochs, 0),

@@ -2,7 +2,9 @@
 
 Layout: `card.json` (what it was trained on, settings, validation figures, gates), the fastText model
 (`fasttext.ftz` in `ova` mode, `fasttext-<theme>.ftz` per theme in `binary` mode, `.bin` when
-quantizing would have cost quality), and `head.npz` (seed embeddings and the embedding head's weights).
+quantizing would have cost quality), `head.npz` (seed embeddings, the embedding head's weights and, when it
+was trained with labels, the label neighbours: the labelled documents' embeddings and labels) and, when the
+embedding model was fine-tuned, `encoder/`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from selector.core.fasttext import load_fasttext
 from selector.core.paths import file_sha256
 from selector.score.embed import SeedIndex
 from selector.score.head import predict_logistic
+from selector.score.neighbours import LabelNeighbours
 
 CARD = "card.json"
 HEAD = "head.npz"
@@ -58,6 +61,7 @@ class Classifier:
     models: dict[str, Any]
     heads: dict[str, tuple[np.ndarray, float]]
     index: SeedIndex
+    neighbours: LabelNeighbours | None = None
 
     @property
     def themes(self) -> list[str]:
@@ -138,7 +142,15 @@ class Classifier:
             pos_ids={t: list(card["seeds"][t]["positive_ids"]) for t in themes},
             k=int(card["cascade"]["knn"]),
         )
-        return cls(path=p, card=card, models=models, heads=heads, index=index)
+        nb = card.get("label_neighbours")
+        neighbours = (
+            LabelNeighbours.from_arrays(
+                dict(z), themes, int(nb["k"]), float(nb["weight"]), int(nb["min_labels"])
+            )
+            if nb
+            else None
+        )
+        return cls(path=p, card=card, models=models, heads=heads, index=index, neighbours=neighbours)
 
     def ft_scores(self, texts: list[str]) -> dict[str, np.ndarray]:
         """fastText probability per theme for already-normalised texts (see text.fasttext_input)."""
@@ -150,10 +162,13 @@ class Classifier:
         return out
 
     def emb_scores(self, emb: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-        """Embedding-head probability per theme, and the seed evidence (nearest seeds) behind it."""
+        """Embedding-head probability per theme (with the label neighbours' evidence where the classifier has
+        them), and the seed evidence (nearest seeds) behind it."""
         ev = self.index.evidence(emb)
         x = emb.astype(np.float64)
         out = {t: predict_logistic(x, *self.heads[t]) for t in self.themes}
+        if self.neighbours is not None:
+            out = self.neighbours.adjust(out, emb)
         return out, ev
 
 

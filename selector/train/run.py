@@ -60,6 +60,7 @@ from selector.read.formats import Shard, ShardCounts, check_shard, discover_shar
 from selector.score.classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs
 from selector.score.embed import SeedIndex, make_embedder
 from selector.score.head import fit_logistic, predict_logistic
+from selector.score.neighbours import LabelNeighbours, build_neighbours
 from selector.score.text import fasttext_input
 from selector.train.finetune import ENCODER_DIR, check_finetunable, epochs_for, finetune_encoder, targets
 from selector.train.seeds import Seed, load_seeds, seed_hashes
@@ -275,13 +276,22 @@ def fit_labelled_head(
 class Teacher:
     """The teacher's output per theme: the embedding head, the sample's labels for the student (`doc`,
     with the extra recall positives), the strict labels selection thresholds are fitted to, the seeds'
-    labels, and what the card records."""
+    labels, and what the card records; with the label neighbours (None without labels) and each sample
+    row's place among them (-1 when not labelled)."""
 
     heads: dict[str, tuple[np.ndarray, float]]
     doc: dict[str, np.ndarray]
     strict: dict[str, np.ndarray]
     seed: dict[str, np.ndarray]
     info: dict[str, Any]
+    neighbours: LabelNeighbours | None = None
+    label_where: np.ndarray | None = None
+
+    def probs(self, x: np.ndarray, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The head's probability per theme for the embeddings `x`, with the label neighbours' evidence (each
+        labelled document without itself where `exclude` says which it is): what the classifier scores."""
+        p = {t: predict_logistic(x.astype(np.float64), *h) for t, h in self.heads.items()}
+        return p if self.neighbours is None else self.neighbours.adjust(p, x, exclude)
 
 
 def fit_teacher(
@@ -295,8 +305,12 @@ def fit_teacher(
     progress: Callable[[str], None] = log.info,
 ) -> Teacher:
     """Step 2 of the module docstring, on the embedded seeds and sample (`ev_docs`: seed evidence of the
-    sample; `human_rows`: theme -> {sample row: 0/1} from human labels)."""
+    sample; `human_rows`: theme -> {sample row: 0/1} from human labels). The teacher's judgement of a document
+    is its head's probability with the label neighbours' evidence (selector/score/neighbours.py)."""
     n = len(doc_emb)
+    neighbours, where = build_neighbours(
+        themes, doc_emb, human_rows, tc.neighbour_k, tc.neighbour_weight, tc.min_label_positives
+    )
     xs = seed_emb.astype(np.float64)
     xd = doc_emb.astype(np.float64)
     m_pseudo = pseudo_positive_count(n, tc)
@@ -338,6 +352,10 @@ def fit_teacher(
                 pseudo = free[:0]
         heads[t] = (coef, bias)
         p_docs = predict_logistic(xd, coef, bias)
+        ps = predict_logistic(xs, coef, bias)
+        if neighbours is not None:
+            p_docs = neighbours.adjust({t: p_docs}, doc_emb, where)[t]
+            ps = neighbours.adjust({t: ps}, seed_emb)[t]
         lab = p_docs >= tc.teacher_threshold
         lab[pseudo] = True
         strict = lab.copy()  # without the student's extra positives: what selection thresholds are fitted to
@@ -351,7 +369,6 @@ def fit_teacher(
             lab[i] = bool(v)
         teacher_doc[t] = lab
         # seeds: their own theme's label as written; other themes as the teacher sees them
-        ps = predict_logistic(xs, coef, bias)
         teacher_seed[t] = np.where(own, ys > 0.5, ps >= tc.teacher_threshold)
         head_info[t] = {
             "fitted_on": (
@@ -377,7 +394,10 @@ def fit_teacher(
             f"({100 * lab.mean() if n else 0:.2f}%, {len(pseudo)} of them pseudo positives)"
         )
 
-    return Teacher(heads, teacher_doc, teacher_strict, teacher_seed, head_info)
+    if neighbours is not None:
+        for t, nb in neighbours.info()["themes"].items():
+            head_info[t]["label_neighbours"] = nb
+    return Teacher(heads, teacher_doc, teacher_strict, teacher_seed, head_info, neighbours, where)
 
 
 def distill_lines(
@@ -385,7 +405,7 @@ def distill_lines(
     cfg: Config,
     sample: pl.DataFrame,
     embedder: Any,
-    heads: dict[str, tuple[np.ndarray, float]],
+    teacher: Teacher,
     files: dict[str, str],
     model_dir: Path,
     progress: Callable[[str], None] = log.info,
@@ -414,11 +434,12 @@ def distill_lines(
     texts = extra["text"].to_list()
     progress(f"distillation: the student ranks {m:,} more documents; embedding its top {len(rows):,}")
     emb = embedder.encode([texts[i] for i in rows]) if len(rows) else np.zeros((0, 1), dtype=np.float32)
+    judged = teacher.probs(emb) if len(rows) else {t: np.zeros(0) for t in themes}
     labels: list[list[str]] = [[] for _ in range(m)]
     positives: dict[str, int] = {}
     n_top = round(tc.student_positive_fraction * m)
     for t in themes:
-        p = predict_logistic(emb.astype(np.float64), *heads[t]) if len(rows) else np.zeros(0)
+        p = judged[t]
         on = set(rows[p >= tc.teacher_threshold].tolist())
         if n_top:
             on |= set(rows[np.argsort(-p, kind="stable")[:n_top]].tolist())
@@ -734,7 +755,7 @@ def train_student(
     st = fit_students(cfg, lines, lines.text, lines.labels, tmp, progress)
     if cfg.train.distill_size > 0:
         extra_text, extra_labels, distill_info = distill_lines(
-            sample.shards, cfg, sample.docs, emb.embedder, teacher.heads, st.files, tmp, progress
+            sample.shards, cfg, sample.docs, emb.embedder, teacher, st.files, tmp, progress
         )
         if extra_text:
             for fname in st.files.values():  # the first student is replaced
@@ -773,6 +794,13 @@ def calibrate_gates(cfg: Config, lines: StudentLines, st: Student) -> tuple[dict
     return gates, round(float(passed.mean()), 4)
 
 
+def matched_threshold(before: np.ndarray, threshold: float, after: np.ndarray) -> float:
+    """The threshold on the scores `after` that lets as many documents through as `threshold` does on the
+    scores `before` (the same documents): `threshold` itself when none pass."""
+    n_above = int((before >= threshold).sum())
+    return float(np.sort(after)[::-1][n_above - 1]) if n_above else threshold
+
+
 def fit_thresholds(
     cfg: Config,
     emb: Embedded,
@@ -786,20 +814,32 @@ def fit_thresholds(
     warnings for themes with too few teacher positives to fit one."""
     # where the cascade score agrees best (F1) with the teacher's own labels (pseudo positives, head
     # probability >= teacher_threshold, human labels; not the student's extra positives, which are there for
-    # recall): on the held-out split when it holds enough of them, else on the whole sample (small corpora)
+    # recall): on the held-out split when it holds enough of them, else on the whole sample (small corpora).
+    # A theme with label neighbours: the labelled documents are each other's neighbours (a work's passages, the
+    # strategy's strata), so even judged without itself a labelled negative sits among labelled negatives and
+    # scores lower than an unlabelled document like it would: a threshold fitted to them would let too much
+    # through. So the threshold is fitted to the head alone, and the neighbours' threshold is the score that
+    # lets the same number of sample documents through: they re-rank, they do not change how many qualify.
     themes = cfg.theme_names
-    heads, human_rows, head_info = labelled.teacher.heads, labelled.human_rows, labelled.teacher.info
-    xd = emb.docs.astype(np.float64)
+    teacher, human_rows, head_info = labelled.teacher, labelled.human_rows, labelled.teacher.info
+    p_plain = {t: predict_logistic(emb.docs.astype(np.float64), *h) for t, h in teacher.heads.items()}
+    # each labelled document judged without itself among the neighbours
+    p_head = teacher.probs(emb.docs, teacher.label_where)
+    with_neighbours = set(teacher.neighbours.active) if teacher.neighbours is not None else set()
     w_emb = cfg.cascade.embedding_weight
-    all_passed = np.zeros(len(xd), dtype=bool)
+    all_passed = np.zeros(len(emb.docs), dtype=bool)
     for t in themes:
         all_passed |= st.all_probs[t] >= gates[t]
     thresholds: dict[str, float] = {}
     warnings: list[str] = []
     for t in themes:
+        s_nb = np.clip(
+            w_emb * np.where(all_passed, p_head[t], 0.0) + (1 - w_emb) * st.all_probs[t],
+            0,
+            1,
+        )
         s_all = np.clip(
-            w_emb * np.where(all_passed, predict_logistic(xd, *heads[t]), 0.0)
-            + (1 - w_emb) * st.all_probs[t],
+            w_emb * np.where(all_passed, p_plain[t], 0.0) + (1 - w_emb) * st.all_probs[t],
             0,
             1,
         )
@@ -825,8 +865,14 @@ def fit_thresholds(
             progress(f"warning: {warnings[-1]}")
         else:
             thr, prec, rec = best_f1_threshold(s_fit, truth_fit)
-        thresholds[t] = thr
         m = st.val_metrics[t]
+        if t in with_neighbours:
+            m["threshold_head_only"] = round(thr, 6)
+            thr = matched_threshold(s_all, thr, s_nb)
+            rows = {"validation": lines.val_idx, "labels": lab_rows}.get(where, np.arange(len(s_nb)))
+            if where != "default":
+                prec, rec = precision_recall_at(s_nb[rows], truth_all[rows], thr)
+        thresholds[t] = thr
         m["threshold"] = round(thr, 6)
         m["threshold_fitted_on"] = where
         m["threshold_positives"] = int(truth_fit.sum())
@@ -850,7 +896,7 @@ def calibrate(
 
 
 def save_head(tmp: Path, themes: Sequence[str], labelled: Labelled) -> None:
-    """Step 5a: write each theme's teacher head and seed vectors to `tmp`/head.npz."""
+    """Step 5a: write each theme's teacher head and seed vectors, and the label neighbours, to `tmp`/head.npz."""
     heads = labelled.teacher.heads
     arrays: dict[str, np.ndarray] = {}
     for t in themes:
@@ -858,6 +904,8 @@ def save_head(tmp: Path, themes: Sequence[str], labelled: Labelled) -> None:
         arrays[f"bias_{t}"] = np.array(heads[t][1])
         arrays[f"pos_{t}"] = labelled.index.pos[t]
         arrays[f"neg_{t}"] = labelled.index.neg[t]
+    if labelled.teacher.neighbours is not None:
+        arrays |= labelled.teacher.neighbours.arrays()
     np.savez(tmp / HEAD, **arrays)  # type: ignore[arg-type]
 
 
@@ -925,6 +973,9 @@ def make_card(
             for t in themes
         },
         "teacher": labelled.teacher.info,
+        "label_neighbours": None
+        if labelled.teacher.neighbours is None
+        else labelled.teacher.neighbours.info(),
         "distillation": st.distillation,
         "validation": st.val_metrics,
         "gates": cal.gates,
