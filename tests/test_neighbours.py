@@ -4,11 +4,13 @@ head, in the teacher, in training's thresholds and in the classifier that scores
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from selector.core.config import ConfigError, load_config
+from selector.core.config import load_config
+from selector.core.errors import ClassifierError, ConfigError
 from selector.core.paths import demo_corpus_dir
 from selector.score.classifier import HEAD, Classifier
 from selector.score.embed import make_embedder
@@ -54,6 +56,11 @@ def test_a_labelled_document_can_be_judged_without_itself():
     without = nb.evidence(odd, exclude=np.array([3]))["t"][0]
     assert with_self == pytest.approx(1 - float((odd @ neg.T).max()), abs=1e-6)  # its own similarity, 1
     assert without < with_self - 0.5
+    # exactly k positives, one of them excluded: the mean is over the k - 1 left
+    nb3 = LabelNeighbours(emb, {"t": np.array([1, 1, 0, 1, 0, 0, 0], dtype=np.int8)}, k=3, weight=10.0)
+    sims = odd @ emb.T
+    want = (sims[0, 0] + sims[0, 1]) / 2 - np.sort(sims[0, [2, 4, 5, 6]])[-3:].mean()
+    assert nb3.evidence(odd, exclude=np.array([3]))["t"][0] == pytest.approx(want, abs=1e-6)
 
 
 def test_too_few_labels_or_no_weight_leave_the_head_alone():
@@ -128,16 +135,34 @@ def test_a_classifier_trained_with_labels_carries_and_scores_with_its_neighbours
     assert all(v["used"] for v in nb["themes"].values() if v["positive"] >= 3 and v["negative"] >= 3)
     with np.load(tmp_path / "clf" / HEAD) as z:
         assert z["nb_emb"].shape == (nb["documents"], 64)
+    need = max(nb["k"], nb["min_labels"])
     for t, v in nb["themes"].items():  # the threshold was matched to the head's own
+        assert v["used"] == (v["positive"] >= need and v["negative"] >= need)
         assert ("threshold_head_only" in card["validation"][t]) == v["used"]
     clf = Classifier.load(tmp_path / "clf")
     assert clf.neighbours is not None and clf.neighbours.active
+    assert (clf.neighbours.k, clf.neighbours.weight, clf.neighbours.min_labels) == (3, 5.0, 5)
     texts = [json.loads(x)["text"] for f in sorted(demo_corpus_dir().glob("*.jsonl")) for x in f.read_text().splitlines()
              if json.loads(x)["id"] in on["cooperation"][:3]]  # fmt: skip
     emb = make_embedder(clf.embedding_config(cfg.embedding)).encode(texts)
     with_nb, _ = clf.emb_scores(emb)
     plain = predict_logistic(emb.astype(np.float64), *clf.heads["cooperation"])
     assert (with_nb["cooperation"] > plain).all()  # each matches itself among the labelled positives
+    # the formula, from the stored embeddings: the logit plus weight * (top-3 positives - top-3 negatives)
+    y = clf.neighbours.labels["cooperation"]
+    sims = emb @ clf.neighbours.emb.T
+    z = np.sort(sims[:, y == 1], 1)[:, -3:].mean(1) - np.sort(sims[:, y == 0], 1)[:, -3:].mean(1)
+    want = 1 / (1 + np.exp(-(np.log(plain / (1 - plain)) + 5.0 * z)))
+    assert np.allclose(with_nb["cooperation"], want, atol=1e-5)
+
+    # a card that names neighbours with a head.npz that lacks them is refused, not scored without them
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "clf", broken)
+    with np.load(broken / HEAD) as z_:
+        kept = {k: z_[k] for k in z_.files if not k.startswith("nb_")}
+    np.savez(broken / HEAD, **kept)
+    with pytest.raises(ClassifierError, match="label neighbours"):
+        Classifier.load(broken)
 
     # neighbour_weight = 0: no neighbours stored, and the classifier scores with the head alone
     card0 = train([demo_corpus_dir()], cfg.replace("train", neighbour_weight=0.0), tmp_path / "clf0",
@@ -158,6 +183,8 @@ def test_the_threshold_with_neighbours_lets_as_many_documents_through_as_the_hea
     after = np.array([0.2, 0.95, 0.4, 0.6, 0.05])  # re-ranked: the 2 best of `after` are rows 1 and 3
     thr = matched_threshold(before, 0.6, after)
     assert thr == 0.6 and int((after >= thr).sum()) == int((before >= 0.6).sum()) == 2
+    thr = matched_threshold(np.array([0.9, 0.7, 0.5]), 0.7, np.array([0.3, 0.8, 0.55]))
+    assert thr == 0.55  # the second best of `after`, where 0.7 would let one through
     assert matched_threshold(before, 0.95, after) == 0.95  # nothing passes: unchanged
 
 

@@ -143,13 +143,16 @@ class Classifier:
             k=int(card["cascade"]["knn"]),
         )
         nb = card.get("label_neighbours")
-        neighbours = (
-            LabelNeighbours.from_arrays(
-                dict(z), themes, int(nb["k"]), float(nb["weight"]), int(nb["min_labels"])
+        neighbours = None
+        if nb:
+            neighbours = LabelNeighbours.from_arrays(
+                z, themes, int(nb["k"]), float(nb["weight"]), int(nb["min_labels"])
             )
-            if nb
-            else None
-        )
+            if neighbours is None:
+                raise ClassifierError(
+                    f"classifier {p} is incomplete: its card has label neighbours but {HEAD} holds none. "
+                    "Copy the whole classifier directory, or retrain it."
+                )
         return cls(path=p, card=card, models=models, heads=heads, index=index, neighbours=neighbours)
 
     def ft_scores(self, texts: list[str]) -> dict[str, np.ndarray]:

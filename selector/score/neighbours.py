@@ -18,7 +18,7 @@ takes its label's pull.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,28 +57,36 @@ class LabelNeighbours:
         (unit embeddings). `exclude[i]` is the labelled document row i must not count (itself), or -1."""
         themes = [t for t in self.active if themes is None or t in themes]
         out = {t: np.zeros(len(x)) for t in themes}
-        step = 2048  # bounds the similarity matrix held at once
+        cols = {t: (np.flatnonzero(self.labels[t] == 1), np.flatnonzero(self.labels[t] == 0)) for t in themes}
+        # rows per block so that a block's similarities (and the copies _top_mean takes) stay near 64 MB
+        step = max(1, min(2048, 2**24 // max(len(self.emb), 1)))
         for a in range(0, len(x), step):
             sims = x[a : a + step].astype(np.float32) @ self.emb.T
             if exclude is not None:
                 ex = exclude[a : a + step]
                 hit = np.flatnonzero(ex >= 0)
                 sims[hit, ex[hit]] = -np.inf
-            for t in themes:
-                y = self.labels[t]
-                out[t][a : a + step] = _top_mean(sims[:, y == 1], self.k) - _top_mean(sims[:, y == 0], self.k)
+            for t, (pos, neg) in cols.items():
+                out[t][a : a + step] = _top_mean(sims[:, pos], self.k) - _top_mean(sims[:, neg], self.k)
         return out
 
     def adjust(
-        self, probs: dict[str, np.ndarray], x: np.ndarray, exclude: np.ndarray | None = None
+        self,
+        probs: dict[str, np.ndarray],
+        x: np.ndarray,
+        exclude: np.ndarray | None = None,
+        evidence: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """The head's probabilities `probs` (per theme, rows of `x`) with the evidence added to their logits;
-        themes that are not active are returned unchanged."""
-        ev = self.evidence(x, exclude, list(probs))
-        out = dict(probs)
-        for t, z in ev.items():
+        """The head's probabilities `probs` (per theme, rows of `x`; float32) with the evidence added to their
+        logits (`evidence`, when already computed for these rows); themes that are not active are returned
+        unchanged."""
+        ev = self.evidence(x, exclude, list(probs)) if evidence is None else evidence
+        out = {t: np.asarray(p, dtype=np.float32) for t, p in probs.items()}
+        for t in probs:
+            if t not in ev:
+                continue
             p = np.clip(probs[t].astype(np.float64), 1e-7, 1 - 1e-7)
-            logit = np.log(p / (1 - p)) + self.weight * z
+            logit = np.log(p / (1 - p)) + self.weight * ev[t]
             out[t] = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
         return out
 
@@ -88,7 +96,7 @@ class LabelNeighbours:
 
     @classmethod
     def from_arrays(
-        cls, z: dict[str, np.ndarray], themes: Sequence[str], k: int, weight: float, min_labels: int
+        cls, z: Mapping[str, np.ndarray], themes: Sequence[str], k: int, weight: float, min_labels: int
     ) -> LabelNeighbours | None:
         if NB_EMB not in z:
             return None
@@ -114,7 +122,8 @@ class LabelNeighbours:
 
 
 def _top_mean(sims: np.ndarray, k: int) -> np.ndarray:
-    """Mean of each row's k largest entries (fewer where an entry is excluded: -inf entries are dropped)."""
+    """Mean of each row's k largest entries (fewer where an entry is excluded: -inf entries are dropped; 0
+    where all are, which only k = 1 with a single positive can reach)."""
     kk = min(k, sims.shape[1])
     top = np.partition(sims, sims.shape[1] - kk, axis=1)[:, -kk:]
     finite = np.isfinite(top)

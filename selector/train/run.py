@@ -311,6 +311,10 @@ def fit_teacher(
     neighbours, where = build_neighbours(
         themes, doc_emb, human_rows, tc.neighbour_k, tc.neighbour_weight, tc.min_label_positives
     )
+    # the evidence of every sample document and seed, once (a labelled document's own value is replaced by
+    # its label below, so `where` only keeps the figures honest)
+    ev_nb = neighbours.evidence(doc_emb, where) if neighbours is not None else {}
+    ev_nb_seeds = neighbours.evidence(seed_emb) if neighbours is not None else {}
     xs = seed_emb.astype(np.float64)
     xd = doc_emb.astype(np.float64)
     m_pseudo = pseudo_positive_count(n, tc)
@@ -354,8 +358,8 @@ def fit_teacher(
         p_docs = predict_logistic(xd, coef, bias)
         ps = predict_logistic(xs, coef, bias)
         if neighbours is not None:
-            p_docs = neighbours.adjust({t: p_docs}, doc_emb, where)[t]
-            ps = neighbours.adjust({t: ps}, seed_emb)[t]
+            p_docs = neighbours.adjust({t: p_docs}, doc_emb, evidence=ev_nb)[t]
+            ps = neighbours.adjust({t: ps}, seed_emb, evidence=ev_nb_seeds)[t]
         lab = p_docs >= tc.teacher_threshold
         lab[pseudo] = True
         strict = lab.copy()  # without the student's extra positives: what selection thresholds are fitted to
@@ -866,12 +870,12 @@ def fit_thresholds(
         else:
             thr, prec, rec = best_f1_threshold(s_fit, truth_fit)
         m = st.val_metrics[t]
-        if t in with_neighbours:
+        if t in with_neighbours and where != "default":
             m["threshold_head_only"] = round(thr, 6)
             thr = matched_threshold(s_all, thr, s_nb)
+            # (on the labels, these figures flatter the threshold: see above)
             rows = {"validation": lines.val_idx, "labels": lab_rows}.get(where, np.arange(len(s_nb)))
-            if where != "default":
-                prec, rec = precision_recall_at(s_nb[rows], truth_all[rows], thr)
+            prec, rec = precision_recall_at(s_nb[rows], truth_all[rows], thr)
         thresholds[t] = thr
         m["threshold"] = round(thr, 6)
         m["threshold_fitted_on"] = where
