@@ -336,7 +336,7 @@ def exp_windows(b: Bench, cascade: Path, classifier: Path, corpus: Path, k_max: 
             out[t] = round(average_precision(s[m], known[t][m] == 1), 3)
         return out
 
-    p = {t: predict_logistic(x, *clf.heads[t]) for t in THEMES}
+    p, _ = clf.emb_scores(x.astype(np.float32))  # the head as the classifier scores (label neighbours too)
     for k in range(1, k_max + 1):
         sel = wk < k
         for agg in ("mean", "max", "mean embedding") if k > 1 else ("first window",):
@@ -348,7 +348,7 @@ def exp_windows(b: Bench, cascade: Path, classifier: Path, corpus: Path, k_max: 
                     np.add.at(s, wd[sel], x[sel])
                     nz = np.linalg.norm(s, axis=1) > 0
                     s[nz] /= np.linalg.norm(s[nz], axis=1, keepdims=True)
-                    v[nz] = predict_logistic(s[nz], *clf.heads[t])
+                    v[nz] = clf.emb_scores(s[nz].astype(np.float32))[0][t]
                 else:
                     g = pl.DataFrame({"d": wd[sel], "k": wk[sel], "p": p[t][sel]}).group_by("d")
                     col = {
