@@ -62,6 +62,15 @@ def weighted_ap(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray) -> fl
     return float(np.sum((tp / seen)[t] * w[t]) / np.sum(w[t]))
 
 
+def doc_weights(corpus: Path, ids: list[str]) -> np.ndarray:
+    """Per document of `ids`, its weight in average precision: a kept haystack document stands for
+    `haystack_weight` of them (subset.json, scripts/devset_subset.py), every other document for itself."""
+    sub = corpus / "subset.json"
+    hw = json.loads(sub.read_text())["haystack_weight"] if sub.exists() else 1.0
+    hay = haystack_ids(corpus)
+    return np.array([hw if d in hay else 1.0 for d in ids])
+
+
 def haystack_ids(corpus: Path) -> set[str]:
     out: set[str] = set()
     for f in sorted((corpus / "haystack").glob("*.jsonl.gz")):
@@ -114,10 +123,7 @@ class Curve:
         self.r0 = {t: np.where(passed, w * emb[t], 0.0) + (1 - w) * ft[t] for t in THEMES}
         self.r0_emb = emb
         wk = works(corpus)
-        sub = corpus / "subset.json"
-        hw = json.loads(sub.read_text())["haystack_weight"] if sub.exists() else 1.0
-        hay = haystack_ids(corpus)
-        self.weight = np.array([hw if d in hay else 1.0 for d in b.ids])
+        self.weight = doc_weights(corpus, b.ids)
         unit = (lambda d: wk[d]) if split == "work" else (lambda d: d)
         self.split = split
         # "all": one fold holding every document, labelled and measured alike (run(test_fold=0))

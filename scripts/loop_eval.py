@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from label_curve import haystack_ids, weighted_ap  # noqa: E402
+from label_curve import doc_weights, weighted_ap  # noqa: E402
 
 THEMES = ["honesty", "cooperation", "cooperative_ai", "ai_risk"]
 
@@ -49,15 +49,12 @@ def main() -> None:
     for line in Path(args.truth).read_text().splitlines():
         d = json.loads(line)
         truth[d["doc_id"]] = d["themes"]  # None: not labelled in the development set
-    sub = corpus / "subset.json"
-    hw = json.loads(sub.read_text())["haystack_weight"] if sub.exists() else 1.0
-    hay = haystack_ids(corpus)
     labelled = set(pl.read_csv(args.labels)["doc_id"].to_list())
     out = {}
     for run in args.run:
         s = pl.read_parquet(f"{run}/scores/*.parquet")
         ids = s["doc_id"].to_list()
-        w = np.array([hw if d in hay else 1.0 for d in ids])
+        w = doc_weights(corpus, ids)
         embedded = s["embedded"].to_numpy()
         keep = np.array([d not in labelled and truth.get(d) is not None for d in ids])
         res: dict[str, object] = {

@@ -24,8 +24,7 @@ from selector.core.errors import ClassifierError
 from selector.core.fasttext import load_fasttext
 from selector.core.paths import file_sha256
 from selector.score.embed import SeedIndex
-from selector.score.head import predict_logistic
-from selector.score.neighbours import LabelNeighbours
+from selector.score.neighbours import LabelNeighbours, head_probs
 
 CARD = "card.json"
 HEAD = "head.npz"
@@ -167,12 +166,7 @@ class Classifier:
     def emb_scores(self, emb: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
         """Embedding-head probability per theme (with the label neighbours' evidence where the classifier has
         them), and the seed evidence (nearest seeds) behind it."""
-        ev = self.index.evidence(emb)
-        x = emb.astype(np.float64)
-        out = {t: predict_logistic(x, *self.heads[t]) for t in self.themes}
-        if self.neighbours is not None:
-            out = self.neighbours.adjust(out, emb)
-        return out, ev
+        return head_probs(emb, self.heads, self.neighbours), self.index.evidence(emb)
 
 
 def classifier_fingerprint(path: Path, files: list[str]) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from selector.score.head import predict_logistic
+
 NB_EMB = "nb_emb"  # head.npz keys: the labelled documents' embeddings...
 NB_LABEL = "nb_label_"  # ...and, per theme, their labels (1 on, 0 off, -1 none)
 
@@ -71,22 +73,20 @@ class LabelNeighbours:
         return out
 
     def adjust(
-        self,
-        probs: dict[str, np.ndarray],
-        x: np.ndarray,
-        exclude: np.ndarray | None = None,
-        evidence: dict[str, np.ndarray] | None = None,
+        self, probs: dict[str, np.ndarray], x: np.ndarray, exclude: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        """The head's probabilities `probs` (per theme, rows of `x`; float32) with the evidence added to their
-        logits (`evidence`, when already computed for these rows); themes that are not active are returned
-        unchanged."""
-        ev = self.evidence(x, exclude, list(probs)) if evidence is None else evidence
+        """The head's probabilities `probs` (per theme, rows of `x`) with the evidence added to their logits."""
+        return self.add(probs, self.evidence(x, exclude, list(probs)))
+
+    def add(self, probs: dict[str, np.ndarray], evidence: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`probs` (float32) with `evidence` (from `evidence`, for the same rows) added to their logits; themes
+        without evidence (not active) are returned unchanged."""
         out = {t: np.asarray(p, dtype=np.float32) for t, p in probs.items()}
         for t in probs:
-            if t not in ev:
+            if t not in evidence:
                 continue
             p = np.clip(probs[t].astype(np.float64), 1e-7, 1 - 1e-7)
-            logit = np.log(p / (1 - p)) + self.weight * ev[t]
+            logit = np.log(p / (1 - p)) + self.weight * evidence[t]
             out[t] = (1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))).astype(np.float32)
         return out
 
@@ -119,6 +119,19 @@ class LabelNeighbours:
                 for t, y in self.labels.items()
             },
         }
+
+
+def head_probs(
+    x: np.ndarray,
+    heads: Mapping[str, tuple[np.ndarray, float]],
+    neighbours: LabelNeighbours | None,
+    exclude: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The embedding head's probability per theme for the embeddings `x`, with the label neighbours' evidence
+    where there are any (`exclude`: see `LabelNeighbours.evidence`): what a classifier scores, and what
+    training judges documents by."""
+    p = {t: predict_logistic(x.astype(np.float64), *h) for t, h in heads.items()}
+    return p if neighbours is None else neighbours.adjust(p, x, exclude)
 
 
 def _top_mean(sims: np.ndarray, k: int) -> np.ndarray:

@@ -60,7 +60,7 @@ from selector.read.formats import Shard, ShardCounts, check_shard, discover_shar
 from selector.score.classifier import CARD, HEAD, NONE_LABEL, classifier_fingerprint, fasttext_probs
 from selector.score.embed import SeedIndex, make_embedder
 from selector.score.head import fit_logistic, predict_logistic
-from selector.score.neighbours import LabelNeighbours, build_neighbours
+from selector.score.neighbours import LabelNeighbours, build_neighbours, head_probs
 from selector.score.text import fasttext_input
 from selector.train.finetune import ENCODER_DIR, check_finetunable, epochs_for, finetune_encoder, targets
 from selector.train.seeds import Seed, load_seeds, seed_hashes
@@ -290,8 +290,7 @@ class Teacher:
     def probs(self, x: np.ndarray, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The head's probability per theme for the embeddings `x`, with the label neighbours' evidence (each
         labelled document without itself where `exclude` says which it is): what the classifier scores."""
-        p = {t: predict_logistic(x.astype(np.float64), *h) for t, h in self.heads.items()}
-        return p if self.neighbours is None else self.neighbours.adjust(p, x, exclude)
+        return head_probs(x, self.heads, self.neighbours, exclude)
 
 
 def fit_teacher(
@@ -311,9 +310,9 @@ def fit_teacher(
     neighbours, where = build_neighbours(
         themes, doc_emb, human_rows, tc.neighbour_k, tc.neighbour_weight, tc.min_label_positives
     )
-    # the evidence of every sample document and seed, once (a labelled document's own value is replaced by
-    # its label below, so `where` only keeps the figures honest)
-    ev_nb = neighbours.evidence(doc_emb, where) if neighbours is not None else {}
+    # the evidence of every sample document and seed, once (a labelled document counts itself: its label
+    # replaces the teacher's judgement of it below)
+    ev_nb = neighbours.evidence(doc_emb) if neighbours is not None else {}
     ev_nb_seeds = neighbours.evidence(seed_emb) if neighbours is not None else {}
     xs = seed_emb.astype(np.float64)
     xd = doc_emb.astype(np.float64)
@@ -358,8 +357,8 @@ def fit_teacher(
         p_docs = predict_logistic(xd, coef, bias)
         ps = predict_logistic(xs, coef, bias)
         if neighbours is not None:
-            p_docs = neighbours.adjust({t: p_docs}, doc_emb, evidence=ev_nb)[t]
-            ps = neighbours.adjust({t: ps}, seed_emb, evidence=ev_nb_seeds)[t]
+            p_docs = neighbours.add({t: p_docs}, ev_nb)[t]
+            ps = neighbours.add({t: ps}, ev_nb_seeds)[t]
         lab = p_docs >= tc.teacher_threshold
         lab[pseudo] = True
         strict = lab.copy()  # without the student's extra positives: what selection thresholds are fitted to
@@ -826,27 +825,24 @@ def fit_thresholds(
     # lets the same number of sample documents through: they re-rank, they do not change how many qualify.
     themes = cfg.theme_names
     teacher, human_rows, head_info = labelled.teacher, labelled.human_rows, labelled.teacher.info
-    p_plain = {t: predict_logistic(emb.docs.astype(np.float64), *h) for t, h in teacher.heads.items()}
+    nb = teacher.neighbours
+    p_plain = head_probs(emb.docs, teacher.heads, None)
     # each labelled document judged without itself among the neighbours
-    p_head = teacher.probs(emb.docs, teacher.label_where)
-    with_neighbours = set(teacher.neighbours.active) if teacher.neighbours is not None else set()
+    p_head = p_plain if nb is None else nb.adjust(p_plain, emb.docs, teacher.label_where)
+    with_neighbours = set(nb.active) if nb is not None else set()
     w_emb = cfg.cascade.embedding_weight
     all_passed = np.zeros(len(emb.docs), dtype=bool)
     for t in themes:
         all_passed |= st.all_probs[t] >= gates[t]
+
+    def cascade_score(p: np.ndarray, t: str) -> np.ndarray:
+        return np.clip(w_emb * np.where(all_passed, p, 0.0) + (1 - w_emb) * st.all_probs[t], 0, 1)
+
     thresholds: dict[str, float] = {}
     warnings: list[str] = []
     for t in themes:
-        s_nb = np.clip(
-            w_emb * np.where(all_passed, p_head[t], 0.0) + (1 - w_emb) * st.all_probs[t],
-            0,
-            1,
-        )
-        s_all = np.clip(
-            w_emb * np.where(all_passed, p_plain[t], 0.0) + (1 - w_emb) * st.all_probs[t],
-            0,
-            1,
-        )
+        s_nb = cascade_score(p_head[t], t)
+        s_all = cascade_score(p_plain[t], t)
         truth_all = labelled.teacher.strict[t]
         where = "validation"
         s_fit, truth_fit = s_all[lines.val_idx], truth_all[lines.val_idx]
